@@ -61,7 +61,7 @@ FP4KIT_HD constexpr float e2m1_to_float(uint8_t code) {
 // NaN gives code 0 (callers never pass NaN: a block holding one is written as zeros, §9).
 FP4KIT_HD constexpr uint8_t e2m1_rne(float x) {
   const float a = abs_f(x);
-  uint8_t m;
+  uint8_t m = 0;
   // Each threshold is the midpoint between neighbours; `<=` where the lower code is even (tie
   // rounds down), `<` where the upper code is even (tie rounds up).
   if (!(a > 0.25f)) m = 0;        // also NaN
@@ -101,7 +101,7 @@ FP4KIT_HD constexpr uint8_t e4m3_rne_satfinite(float x) {
   const uint32_t a = float_bits(x) & 0x7FFFFFFFu;  // |x| as bits; ordered like the values
   if (a >= float_bits(kE4m3Max)) return static_cast<uint8_t>(sign | 0x7Eu);
   const int32_t e = static_cast<int32_t>(a >> 23) - 127;  // unbiased FP32 exponent
-  uint32_t code;
+  uint32_t code = 0;
   if (e < -6) {
     // Result is an E4M3 subnormal (or rounds up to the smallest normal, code 8): the code is
     // |x| * 2^9 rounded to an integer. Shift the 24-bit significand right with RNE.

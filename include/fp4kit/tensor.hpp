@@ -12,6 +12,8 @@ namespace fp4kit {
 
 inline constexpr int kMaxRank = 4;
 
+struct Target;  // fp4kit/ops.hpp
+
 // A non-owning view of caller memory: element type, shape, strides (in ELEMENTS), device.
 // Operations treat a view of rank >= 2 as a matrix [product of leading dims, last dim]; the last
 // dimension must be contiguous (stride 1) and the leading ones collapsible.
@@ -96,6 +98,9 @@ class Nvfp4Tensor {
   std::size_t nbytes() const noexcept;
 
  private:
+  // Records the source dtype and the params of the call that filled it.
+  friend void quantize_into(const TensorView& x, const QuantParams& params, Nvfp4Tensor& out, const Target& target);
+
   Nvfp4Meta meta_{};
   Nvfp4Part rowwise_{};
   Nvfp4Part columnwise_{};

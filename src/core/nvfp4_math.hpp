@@ -1,0 +1,112 @@
+// src/core/nvfp4_math.hpp: the scalar formulas of NVFP4 quantization (docs/NUMERICS.md §2, §5, §8),
+// written once for the CPU reference and the CUDA kernels (FP4KIT_HD). Every operation is a plain
+// IEEE FP32 operation in the order the contract gives; fmaf appears only where the contract says so.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "fp4kit/formats.hpp"
+
+namespace fp4kit::detail {
+
+// (1.0f / 6.0f) as the contract fixes it: the FP32 constant 0x3E2AAAAB.
+inline constexpr float kOneSixth = 0.16666667163372039794921875f;
+static_assert(float_bits(kOneSixth) == 0x3E2AAAABu);
+
+struct GlobalScale {
+  float s_enc;  // S_enc = 2688 / amax, clamped; 1 when amax == 0
+  float s_dec;  // S_dec = 1 / S_enc
+};
+
+// `amax` is the FINITE amax (>= 0) of the tensor or row.
+FP4KIT_HD inline GlobalScale global_scale(float amax) {
+  float s_enc = kGlobalScaleNumerator / amax;
+  s_enc = min_f(s_enc, kFloatMax);
+  if (amax == 0.0f || s_enc == 0.0f) s_enc = 1.0f;
+  return {s_enc, 1.0f / s_enc};
+}
+
+// The E4M3 decode scale of a block whose finite amax is `bamax`.
+FP4KIT_HD inline uint8_t block_scale_byte(float bamax, const GlobalScale& g) {
+  const float mult = g.s_enc * kOneSixth;
+  return e4m3_rne_satfinite(min_f(bamax * mult, kFloatMax));
+}
+
+// The FP32 encode scale of a block: 1 / (sdec_b * S_dec), at most FLT_MAX (a zero scale gives it).
+FP4KIT_HD inline float block_encode_scale(uint8_t scale_byte, const GlobalScale& g) {
+  return min_f(1.0f / (e4m3_to_float(scale_byte) * g.s_dec), kFloatMax);
+}
+
+// x * senc_b clamped to [-6, 6]. NOTE: the product is one FP32 rounding; never fuse it.
+FP4KIT_HD inline float scale_and_clamp(float x, float senc_b) {
+  const float y = x * senc_b;
+  return min_f(max_f(y, -kE2m1Max), kE2m1Max);
+}
+
+FP4KIT_HD inline uint8_t quantize_rne(float x, float senc_b) { return e2m1_rne(scale_and_clamp(x, senc_b)); }
+
+// Stochastic rounding of x * senc_b with the random byte `rbyte` (0..255), NUMERICS §8:
+// a = |y| <= 6, lo <= a < hi the E2M1 neighbours, t = fmaf(u, hi - lo, a), up iff t >= hi.
+FP4KIT_HD inline uint8_t quantize_sr(float x, float senc_b, uint32_t rbyte) {
+  const float y = scale_and_clamp(x, senc_b);
+  const float a = abs_f(y);
+  // Index of lo on the grid 0, 0.5, 1, 1.5, 2, 3, 4, 6 (codes 0..7); a == 6 stays.
+  uint8_t lo_code;
+  if (a < 0.5f) lo_code = 0;
+  else if (a < 1.0f) lo_code = 1;
+  else if (a < 1.5f) lo_code = 2;
+  else if (a < 2.0f) lo_code = 3;
+  else if (a < 3.0f) lo_code = 4;
+  else if (a < 4.0f) lo_code = 5;
+  else if (a < 6.0f) lo_code = 6;
+  else lo_code = 7;
+  uint8_t code = lo_code;
+  if (lo_code < 7) {
+    const float lo = e2m1_to_float(lo_code);
+    const float hi = e2m1_to_float(static_cast<uint8_t>(lo_code + 1));
+    const float u = static_cast<float>(rbyte) * (1.0f / 256.0f);
+    const float t = fmaf(u, hi - lo, a);
+    if (t >= hi) code = static_cast<uint8_t>(lo_code + 1);
+  }
+  return (y < 0.0f) ? static_cast<uint8_t>(code | 8u) : code;
+}
+
+// Sign s_i of the RHT: -1 where bit i of the mask is set.
+FP4KIT_HD constexpr bool rht_sign_negative(uint16_t mask, int i) { return ((mask >> i) & 1u) != 0; }
+
+// The 16-point RHT in place, NUMERICS §5: w = v * s; butterflies h = 1, 2, 4, 8; y = 0.25 * w.
+FP4KIT_HD inline void rht16(float* v, uint16_t mask) {
+  for (int i = 0; i < 16; ++i) {
+    if (rht_sign_negative(mask, i)) v[i] = -v[i];
+  }
+  for (int h = 1; h < 16; h <<= 1) {
+    for (int i = 0; i < 16; ++i) {
+      if ((i & h) == 0) {
+        const float a = v[i], b = v[i + h];
+        v[i] = a + b;
+        v[i + h] = a - b;
+      }
+    }
+  }
+  for (int i = 0; i < 16; ++i) v[i] = 0.25f * v[i];
+}
+
+// Its inverse (H16 is symmetric and H16 H16 = 16 I): v = s * (0.25 * H16 y), same butterfly order.
+FP4KIT_HD inline void rht16_inverse(float* v, uint16_t mask) {
+  for (int h = 1; h < 16; h <<= 1) {
+    for (int i = 0; i < 16; ++i) {
+      if ((i & h) == 0) {
+        const float a = v[i], b = v[i + h];
+        v[i] = a + b;
+        v[i + h] = a - b;
+      }
+    }
+  }
+  for (int i = 0; i < 16; ++i) {
+    v[i] = 0.25f * v[i];
+    if (rht_sign_negative(mask, i)) v[i] = -v[i];
+  }
+}
+
+}  // namespace fp4kit::detail

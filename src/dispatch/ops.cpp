@@ -1,0 +1,228 @@
+// The operations' entry points: validate every input (src/core/validate.*), then run the backend
+// for the target. The CPU reference serves the CPU target; CUDA kernels register as they land.
+#include "fp4kit/ops.hpp"
+
+#include <cstring>
+
+#include "core/check.hpp"
+#include "core/validate.hpp"
+#include "fp4kit/layout.hpp"
+#include "ref/ref.hpp"
+
+#ifndef FP4KIT_VERSION_STRING
+#error "FP4KIT_VERSION_STRING is set by CMake from the project version"
+#endif
+
+namespace fp4kit {
+
+using detail::cat;
+using detail::check_on_device;
+using detail::fail;
+using detail::Matrix;
+
+namespace {
+
+// Every operation checks its target first. Only the CPU backend exists in this build for now; a
+// CUDA target is a named, actionable refusal rather than a crash.
+void require_backend(const Target& target, const char* op) {
+  if (target.device.type == DeviceType::kCpu) return;
+  if (target.device.type != DeviceType::kCuda) {
+    fail(ErrorCode::kInvalidArgument, cat(op, ": unknown device type ", static_cast<int>(target.device.type)));
+  }
+  fail(ErrorCode::kUnsupported, cat(op, ": no CUDA backend for this operation is registered in this build"),
+       "run it on Target::cpu() with host tensors");
+}
+
+}  // namespace
+
+const char* version() noexcept { return FP4KIT_VERSION_STRING; }
+
+void amax(const TensorView& x, bool per_row, const AmaxOutputs& out, const Target& target) {
+  require_backend(target, "amax");
+  const Matrix m = detail::as_matrix(x, "amax: x");
+  detail::check_float_input(m, "amax: x");
+  check_on_device(x, "amax: x", target);
+  const int64_t n = per_row ? m.rows : 1;
+  detail::check_vector(out.finite_amax, "amax: finite_amax", DType::kF32, n, target.device);
+  if (out.amax.data) detail::check_vector(out.amax, "amax: amax", DType::kF32, n, target.device);
+  if (out.nonfinite_counts.data) {
+    detail::check_vector(out.nonfinite_counts, "amax: nonfinite_counts", DType::kU32, 2, target.device);
+  }
+  ref::amax(m, per_row, out);
+}
+
+void hadamard(const TensorView& x, const TensorView& y, uint16_t sign_mask, bool transpose, const Target& target) {
+  require_backend(target, "hadamard");
+  const Matrix mx = detail::as_matrix(x, "hadamard: x");
+  const Matrix my = detail::as_matrix(y, "hadamard: y");
+  detail::check_float_input(mx, "hadamard: x");
+  check_on_device(x, "hadamard: x", target);
+  check_on_device(y, "hadamard: y", target);
+  if (y.dtype != x.dtype) {
+    fail(ErrorCode::kDtypeMismatch, cat("hadamard: y is ", dtype_name(y.dtype), " but x is ", dtype_name(x.dtype)),
+         "y holds the transformed values rounded to x's dtype: give it x's dtype");
+  }
+  if (transpose) {
+    detail::check_matrix_shape(my, "hadamard: y", mx.cols, (mx.rows + 15) / 16 * 16);
+  } else {
+    if (mx.cols % 16 != 0) {
+      fail(ErrorCode::kShapeMismatch, cat("hadamard: x has ", mx.cols, " columns; the transform works on groups of 16"),
+           "pad the last dimension to a multiple of 16, or use transpose=true (which pads the rows)");
+    }
+    detail::check_matrix_shape(my, "hadamard: y", mx.rows, mx.cols);
+  }
+  ref::hadamard(mx, my, sign_mask, transpose);
+}
+
+Nvfp4Tensor quantize(const TensorView& x, const QuantParams& params, const Target& target) {
+  require_backend(target, "quantize");
+  detail::check_quant_params(params);
+  const Matrix m = detail::as_matrix(x, "quantize: x");
+  detail::check_quantize_shape(m, params);
+  Nvfp4Tensor out = Nvfp4Tensor::allocate(m.rows, m.cols, x.dtype, params, target.device);
+  quantize_into(x, params, out, target);
+  return out;
+}
+
+void quantize_into(const TensorView& x, const QuantParams& params, Nvfp4Tensor& out, const Target& target) {
+  require_backend(target, "quantize");
+  detail::check_quant_params(params);
+  const Matrix m = detail::as_matrix(x, "quantize: x");
+  detail::check_quantize_shape(m, params);
+  check_on_device(x, "quantize: x", target);
+  detail::check_quantize_output(m, params, out, target.device);
+  out.meta_.source_dtype = x.dtype;
+  out.meta_.params = params;
+  ref::quantize(m, params, out);
+}
+
+void dequantize(const Nvfp4Tensor& q, Direction direction, const TensorView& out, const DequantizeOptions& options,
+                const Target& target) {
+  require_backend(target, "dequantize");
+  if (direction == Direction::kBoth) {
+    fail(ErrorCode::kInvalidArgument, "dequantize: pick one direction, rowwise or columnwise");
+  }
+  const Nvfp4Part& part = q.part(direction);  // throws when absent
+  if (!(q.device() == target.device)) {
+    fail(ErrorCode::kInvalidArgument, cat("dequantize: the NVFP4 tensor is on ", detail::describe_device(q.device()),
+                                          " but the call runs on ", detail::describe_device(target.device)));
+  }
+  const Matrix m = detail::as_matrix(out, "dequantize: out");
+  detail::check_float_input(m, "dequantize: out");
+  check_on_device(out, "dequantize: out", target);
+  const bool keep_padding = direction == Direction::kColumnwise && q.meta().params.rht && !options.undo_rht;
+  const int64_t cols = keep_padding ? part.geometry.padded_cols() : part.geometry.cols;
+  detail::check_matrix_shape(m, "dequantize: out", part.geometry.rows, cols);
+  ref::dequantize(q, direction, m, options);
+}
+
+namespace {
+void check_scale_matrix(const TensorView& v, const char* what, const Target& target) {
+  if (v.dtype != DType::kE4M3 && v.dtype != DType::kU8) {
+    fail(ErrorCode::kDtypeMismatch, cat(what, " must be e4m3 (or u8), got ", dtype_name(v.dtype)));
+  }
+  check_on_device(v, what, target);
+}
+}  // namespace
+
+void swizzle_scales(const TensorView& compact, const TensorView& swizzled, const Target& target) {
+  require_backend(target, "swizzle_scales");
+  check_scale_matrix(compact, "swizzle_scales: compact", target);
+  check_scale_matrix(swizzled, "swizzle_scales: swizzled", target);
+  const Matrix m = detail::as_matrix(compact, "swizzle_scales: compact");
+  detail::check_vector(swizzled, "swizzle_scales: swizzled", swizzled.dtype, swizzled_scale_bytes(m.rows, m.cols),
+                       target.device);
+  ref::swizzle_scales(m, swizzled.ptr<uint8_t>());
+}
+
+void unswizzle_scales(const TensorView& swizzled, const TensorView& compact, const Target& target) {
+  require_backend(target, "unswizzle_scales");
+  check_scale_matrix(compact, "unswizzle_scales: compact", target);
+  check_scale_matrix(swizzled, "unswizzle_scales: swizzled", target);
+  const Matrix m = detail::as_matrix(compact, "unswizzle_scales: compact");
+  detail::check_vector(swizzled, "unswizzle_scales: swizzled", swizzled.dtype, swizzled_scale_bytes(m.rows, m.cols),
+                       target.device);
+  ref::unswizzle_scales(swizzled.ptr<const uint8_t>(), m);
+}
+
+namespace {
+
+ref::GemmInput resolve_operand(const GemmOperand& op, const char* name, const Target& target) {
+  ref::GemmInput in;
+  if (op.nvfp4 != nullptr) {
+    if (op.direction == Direction::kBoth) {
+      fail(ErrorCode::kInvalidArgument, cat("gemm: operand ", name, " must name one direction of its NVFP4 tensor"));
+    }
+    const Nvfp4Part& part = op.nvfp4->part(op.direction);
+    if (!(op.nvfp4->device() == target.device)) {
+      fail(ErrorCode::kInvalidArgument, cat("gemm: operand ", name, " is on ", detail::describe_device(op.nvfp4->device()),
+                                            " but the call runs on ", detail::describe_device(target.device)));
+    }
+    in.nvfp4 = op.nvfp4;
+    in.part = &part;
+    in.rows = part.geometry.rows;
+    in.k = part.geometry.padded_cols();
+    return in;
+  }
+  const std::string what = cat("gemm: operand ", name);
+  in.dense = detail::as_matrix(op.dense, what.c_str());
+  if (op.dense.dtype != DType::kBF16 && op.dense.dtype != DType::kF32 && op.dense.dtype != DType::kF16) {
+    fail(ErrorCode::kDtypeMismatch, cat(what, " is ", dtype_name(op.dense.dtype), "; a dense operand must be bf16 (or f32/f16)"),
+         "quantize it to NVFP4 or convert it to bfloat16");
+  }
+  check_on_device(op.dense, what.c_str(), target);
+  in.rows = in.dense.rows;
+  in.k = in.dense.cols;
+  return in;
+}
+
+}  // namespace
+
+void gemm(const GemmOperand& a, const GemmOperand& b, const TensorView& d, const GemmOptions& options,
+          const Target& target) {
+  require_backend(target, "gemm");
+  const ref::GemmInput ia = resolve_operand(a, "A", target);
+  const ref::GemmInput ib = resolve_operand(b, "B", target);
+  if (ia.k != ib.k) {
+    fail(ErrorCode::kShapeMismatch, cat("gemm: A has K=", ia.k, " but B has K=", ib.k),
+         "both operands are K-major: A[M, K] and B[N, K] (a columnwise NVFP4 operand's K is its padded row count)");
+  }
+  if (ib.nvfp4 && ib.nvfp4->meta().params.row_scaled) {
+    fail(ErrorCode::kInvalidArgument, "gemm: B is row-scaled; only A (the activation) may carry per-row scales",
+         "quantize the weight without row_scaled");
+  }
+  const Matrix md = detail::as_matrix(d, "gemm: d");
+  if (d.dtype != DType::kBF16 && d.dtype != DType::kF32 && d.dtype != DType::kF16) {
+    fail(ErrorCode::kDtypeMismatch, cat("gemm: d is ", dtype_name(d.dtype), "; the output must be bf16, f32 or f16"));
+  }
+  check_on_device(d, "gemm: d", target);
+  detail::check_matrix_shape(md, "gemm: d", ia.rows, ib.rows);
+  if (options.beta != 0.0f) {
+    if (options.c.data == nullptr) {
+      fail(ErrorCode::kNullPointer, "gemm: beta is non-zero but no C was given", "pass options.c [M, N] or set beta = 0");
+    }
+    const Matrix mc = detail::as_matrix(options.c, "gemm: c");
+    if (options.c.dtype != DType::kF32 && options.c.dtype != d.dtype) {
+      fail(ErrorCode::kDtypeMismatch, cat("gemm: c is ", dtype_name(options.c.dtype), "; it must be f32 or d's dtype (",
+                                          dtype_name(d.dtype), ")"));
+    }
+    check_on_device(options.c, "gemm: c", target);
+    detail::check_matrix_shape(mc, "gemm: c", ia.rows, ib.rows);
+  }
+  if (options.bias.data != nullptr) {
+    if (options.bias.dtype != DType::kF32 && options.bias.dtype != DType::kBF16) {
+      fail(ErrorCode::kDtypeMismatch, cat("gemm: bias is ", dtype_name(options.bias.dtype), "; it must be f32 or bf16"));
+    }
+    if (options.bias.numel() != ib.rows || !options.bias.is_contiguous()) {
+      fail(ErrorCode::kShapeMismatch, cat("gemm: bias must be a dense vector of N=", ib.rows, " elements, got ",
+                                          options.bias.describe()));
+    }
+    check_on_device(options.bias, "gemm: bias", target);
+  }
+  if (static_cast<uint8_t>(options.accumulation) > 1) {
+    fail(ErrorCode::kInvalidArgument, cat("gemm: invalid accumulation value ", static_cast<int>(options.accumulation)));
+  }
+  ref::gemm(ia, ib, md, options);
+}
+
+}  // namespace fp4kit

@@ -1,0 +1,75 @@
+// The constexpr codecs and NVFP4 scalar formulas compiled for the GPU give the host's bytes.
+// Label `gpu`: skipped, with the reason, where no CUDA device is present.
+#include <gtest/gtest.h>
+
+#include <cuda_runtime.h>
+
+#include <vector>
+
+#include "core/nvfp4_math.hpp"
+#include "core/philox.hpp"
+#include "fp4kit/formats.hpp"
+
+namespace fp4kit {
+namespace {
+
+#define FP4KIT_TEST_CUDA(call)                                                   \
+  do {                                                                           \
+    const cudaError_t e_ = (call);                                               \
+    ASSERT_EQ(e_, cudaSuccess) << #call << ": " << cudaGetErrorString(e_);       \
+  } while (0)
+
+void require_gpu() {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess || n == 0) {
+    GTEST_SKIP() << "no CUDA device here (" << (e != cudaSuccess ? cudaGetErrorString(e) : "0 devices")
+                 << "); run scripts/gpu-check.sh on a GPU machine";
+  }
+}
+
+// For every E4M3 byte b: decode; and encode of a probe float derived from the index.
+__global__ void codec_kernel(float* decoded, uint8_t* encoded, uint8_t* e2m1, uint32_t* philox, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  decoded[i] = e4m3_to_float(static_cast<uint8_t>(i & 0xFF));
+  const float probe = bits_float(0x3A000000u + static_cast<uint32_t>(i) * 0x3F1Fu);  // spans 2^-11 .. ~2^9
+  encoded[i] = e4m3_rne_satfinite(probe);
+  e2m1[i] = e2m1_rne(static_cast<float>(i - n / 2) / 512.0f);
+  philox[i] = detail::sr_block_random(0x1234, 5, static_cast<uint64_t>(i), (i & 1) != 0).v[i & 3];
+}
+
+TEST(DeviceCodecs, MatchTheHostBitForBit) {
+  require_gpu();
+  if (testing::Test::IsSkipped()) return;
+  constexpr int n = 1 << 14;
+  float* d_dec;
+  uint8_t *d_enc, *d_e2m1;
+  uint32_t* d_philox;
+  FP4KIT_TEST_CUDA(cudaMalloc(&d_dec, n * sizeof(float)));
+  FP4KIT_TEST_CUDA(cudaMalloc(&d_enc, n));
+  FP4KIT_TEST_CUDA(cudaMalloc(&d_e2m1, n));
+  FP4KIT_TEST_CUDA(cudaMalloc(&d_philox, n * sizeof(uint32_t)));
+  codec_kernel<<<n / 256, 256>>>(d_dec, d_enc, d_e2m1, d_philox, n);
+  FP4KIT_TEST_CUDA(cudaGetLastError());
+  std::vector<float> dec(n);
+  std::vector<uint8_t> enc(n), e2(n);
+  std::vector<uint32_t> ph(n);
+  FP4KIT_TEST_CUDA(cudaMemcpy(dec.data(), d_dec, n * sizeof(float), cudaMemcpyDeviceToHost));
+  FP4KIT_TEST_CUDA(cudaMemcpy(enc.data(), d_enc, n, cudaMemcpyDeviceToHost));
+  FP4KIT_TEST_CUDA(cudaMemcpy(e2.data(), d_e2m1, n, cudaMemcpyDeviceToHost));
+  FP4KIT_TEST_CUDA(cudaMemcpy(ph.data(), d_philox, n * sizeof(uint32_t), cudaMemcpyDeviceToHost));
+  for (int i = 0; i < n; ++i) {
+    EXPECT_EQ(float_bits(dec[i]), float_bits(e4m3_to_float(static_cast<uint8_t>(i & 0xFF)))) << i;
+    EXPECT_EQ(enc[i], e4m3_rne_satfinite(bits_float(0x3A000000u + static_cast<uint32_t>(i) * 0x3F1Fu))) << i;
+    EXPECT_EQ(e2[i], e2m1_rne(static_cast<float>(i - n / 2) / 512.0f)) << i;
+    EXPECT_EQ(ph[i], detail::sr_block_random(0x1234, 5, static_cast<uint64_t>(i), (i & 1) != 0).v[i & 3]) << i;
+  }
+  cudaFree(d_dec);
+  cudaFree(d_enc);
+  cudaFree(d_e2m1);
+  cudaFree(d_philox);
+}
+
+}  // namespace
+}  // namespace fp4kit
