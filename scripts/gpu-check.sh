@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Builds fp4kit on a GPU machine, runs every test (CPU and GPU), compute-sanitizer (memcheck and
+# racecheck) on the GPU tests, the demo and the benchmarks, and writes OUTDIR/report.json with the
+# logs beside it. Usage: scripts/gpu-check.sh OUTDIR
+# Dependencies the machine lacks come from .deps/ (see scripts/gpu-deps.sh).
+set -uo pipefail
+out="${1:?usage: scripts/gpu-check.sh OUTDIR}"
+mkdir -p "$out"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+build="$root/build/gpu"
+jobs="$(nproc)"
+extra=()
+if [ -d "$root/.deps/root" ]; then
+  extra+=("-DCMAKE_PREFIX_PATH=$root/.deps/root/usr" "-DFP4KIT_GTEST_SOURCE_DIR=$root/.deps/root/usr/src/googletest")
+fi
+
+step() {  # step NAME COMMAND...: runs, logs to OUTDIR/NAME.log, records the exit status
+  local name="$1"; shift
+  local t0=$SECONDS
+  "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  echo "$name $rc $((SECONDS - t0))" >>"$out/steps.txt"
+  echo "== $name: exit $rc ($((SECONDS - t0)) s)"
+  return $rc
+}
+
+: >"$out/steps.txt"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$out/device.txt" 2>&1
+step configure cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DFP4KIT_CUDA=ON "${extra[@]}" &&
+  step build cmake --build "$build" -j "$jobs"
+built=$?
+if [ $built -eq 0 ]; then
+  step ctest ctest --test-dir "$build" --output-on-failure --output-junit "$out/ctest.xml"
+  step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 "$build/tests/fp4kit_gpu_tests"
+  step racecheck compute-sanitizer --tool racecheck --error-exitcode 1 "$build/tests/fp4kit_gpu_tests"
+  step demo "$build/fp4kit" demo --json
+fi
+
+python3 - "$out" <<'PY'
+import json, pathlib, re, sys, xml.etree.ElementTree as ET
+out = pathlib.Path(sys.argv[1])
+report = {"device": (out / "device.txt").read_text().strip(), "steps": {}}
+for line in (out / "steps.txt").read_text().split("\n"):
+    if line.strip():
+        name, rc, secs = line.split()
+        report["steps"][name] = {"exit": int(rc), "seconds": int(secs)}
+junit = out / "ctest.xml"
+if junit.exists():
+    suite = ET.parse(junit).getroot()
+    cases = suite.findall("testcase")
+    status = lambda c: c.get("status") or ("failed" if c.find("failure") is not None else "run")
+    report["tests"] = {
+        "total": len(cases),
+        "failed": [c.get("name") for c in cases if status(c) == "fail" or c.find("failure") is not None],
+        "skipped": [c.get("name") for c in cases if status(c) in ("notrun", "disabled") or c.find("skipped") is not None],
+    }
+demo = out / "demo.log"
+if demo.exists():
+    try:
+        report["demo"] = json.loads(demo.read_text().strip().splitlines()[-1])
+    except Exception as e:
+        report["demo_error"] = str(e)
+report["ok"] = all(s["exit"] == 0 for s in report["steps"].values())
+(out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+print(json.dumps(report, indent=2))
+PY
