@@ -75,34 +75,33 @@ FP4KIT_HD inline uint8_t quantize_sr(float x, float senc_b, uint32_t rbyte) {
 // Sign s_i of the RHT: -1 where bit i of the mask is set.
 FP4KIT_HD constexpr bool rht_sign_negative(uint16_t mask, int i) { return ((mask >> i) & 1u) != 0; }
 
-// The 16-point RHT in place, NUMERICS §5: w = v * s; butterflies h = 1, 2, 4, 8; y = 0.25 * w.
+// v <- H16 v by the fast Walsh-Hadamard butterflies in the contract's order: h = 1, 2, 4, 8, pairs
+// (i, i+h) with (i & h) == 0 become (v_i + v_i+h, v_i - v_i+h). This fixed order is what makes the
+// CPU and the GPU bit-identical.
+FP4KIT_HD inline void walsh_hadamard16(float* v) {
+  for (int h = 1; h < 16; h <<= 1) {
+    for (int i = 0; i < 16; ++i) {
+      if ((i & h) == 0) {
+        const float a = v[i], b = v[i + h];
+        v[i] = a + b;
+        v[i + h] = a - b;
+      }
+    }
+  }
+}
+
+// The 16-point RHT in place, NUMERICS §5: w = v * s; w = H16 w; y = 0.25 * w.
 FP4KIT_HD inline void rht16(float* v, uint16_t mask) {
   for (int i = 0; i < 16; ++i) {
     if (rht_sign_negative(mask, i)) v[i] = -v[i];
   }
-  for (int h = 1; h < 16; h <<= 1) {
-    for (int i = 0; i < 16; ++i) {
-      if ((i & h) == 0) {
-        const float a = v[i], b = v[i + h];
-        v[i] = a + b;
-        v[i + h] = a - b;
-      }
-    }
-  }
+  walsh_hadamard16(v);
   for (int i = 0; i < 16; ++i) v[i] = 0.25f * v[i];
 }
 
-// Its inverse (H16 is symmetric and H16 H16 = 16 I): v = s * (0.25 * H16 y), same butterfly order.
+// Its inverse (H16 is symmetric and H16 H16 = 16 I): v = s * (0.25 * H16 y).
 FP4KIT_HD inline void rht16_inverse(float* v, uint16_t mask) {
-  for (int h = 1; h < 16; h <<= 1) {
-    for (int i = 0; i < 16; ++i) {
-      if ((i & h) == 0) {
-        const float a = v[i], b = v[i + h];
-        v[i] = a + b;
-        v[i + h] = a - b;
-      }
-    }
-  }
+  walsh_hadamard16(v);
   for (int i = 0; i < 16; ++i) {
     v[i] = 0.25f * v[i];
     if (rht_sign_negative(mask, i)) v[i] = -v[i];

@@ -3,6 +3,8 @@
 #include "fp4kit/ops.hpp"
 
 #include <cstring>
+#include <string>
+#include <utility>
 
 #include "core/check.hpp"
 #include "core/validate.hpp"
@@ -117,31 +119,29 @@ void dequantize(const Nvfp4Tensor& q, Direction direction, const TensorView& out
 }
 
 namespace {
-void check_scale_matrix(const TensorView& v, const char* what, const Target& target) {
-  if (v.dtype != DType::kE4M3 && v.dtype != DType::kU8) {
-    fail(ErrorCode::kDtypeMismatch, cat(what, " must be e4m3 (or u8), got ", dtype_name(v.dtype)));
+// Validates a (compact, swizzled) pair of scale buffers; returns the compact matrix.
+Matrix check_scale_pair(const TensorView& compact, const TensorView& swizzled, const char* op, const Target& target) {
+  require_backend(target, op);
+  const std::string c_what = cat(op, ": compact"), s_what = cat(op, ": swizzled");
+  for (const auto& [v, what] : {std::pair{&compact, &c_what}, std::pair{&swizzled, &s_what}}) {
+    if (v->dtype != DType::kE4M3 && v->dtype != DType::kU8) {
+      fail(ErrorCode::kDtypeMismatch, cat(*what, " must be e4m3 (or u8), got ", dtype_name(v->dtype)));
+    }
+    check_on_device(*v, what->c_str(), target);
   }
-  check_on_device(v, what, target);
+  const Matrix m = detail::as_matrix(compact, c_what.c_str());
+  detail::check_vector(swizzled, s_what.c_str(), swizzled.dtype, swizzled_scale_bytes(m.rows, m.cols), target.device);
+  return m;
 }
 }  // namespace
 
 void swizzle_scales(const TensorView& compact, const TensorView& swizzled, const Target& target) {
-  require_backend(target, "swizzle_scales");
-  check_scale_matrix(compact, "swizzle_scales: compact", target);
-  check_scale_matrix(swizzled, "swizzle_scales: swizzled", target);
-  const Matrix m = detail::as_matrix(compact, "swizzle_scales: compact");
-  detail::check_vector(swizzled, "swizzle_scales: swizzled", swizzled.dtype, swizzled_scale_bytes(m.rows, m.cols),
-                       target.device);
+  const Matrix m = check_scale_pair(compact, swizzled, "swizzle_scales", target);
   ref::swizzle_scales(m, swizzled.ptr<uint8_t>());
 }
 
 void unswizzle_scales(const TensorView& swizzled, const TensorView& compact, const Target& target) {
-  require_backend(target, "unswizzle_scales");
-  check_scale_matrix(compact, "unswizzle_scales: compact", target);
-  check_scale_matrix(swizzled, "unswizzle_scales: swizzled", target);
-  const Matrix m = detail::as_matrix(compact, "unswizzle_scales: compact");
-  detail::check_vector(swizzled, "unswizzle_scales: swizzled", swizzled.dtype, swizzled_scale_bytes(m.rows, m.cols),
-                       target.device);
+  const Matrix m = check_scale_pair(compact, swizzled, "unswizzle_scales", target);
   ref::unswizzle_scales(swizzled.ptr<const uint8_t>(), m);
 }
 
