@@ -13,13 +13,19 @@
 
 namespace fp4kit {
 
+class Context;  // fp4kit/dispatch.hpp
+
 // Where an operation runs. The stream is a cudaStream_t for CUDA targets (nullptr: the default
-// stream); CPU operations complete before they return.
+// stream); CPU operations complete before they return. `context` holds the dispatch settings,
+// registry and caches; nullptr uses default_context().
 struct Target {
   Device device{};
   void* stream = nullptr;
-  static Target cpu() { return {}; }
-  static Target cuda(int index = 0, void* stream = nullptr) { return {{DeviceType::kCuda, index}, stream}; }
+  Context* context = nullptr;
+  static Target cpu(Context* ctx = nullptr) { return {{}, nullptr, ctx}; }
+  static Target cuda(int index = 0, void* stream = nullptr, Context* ctx = nullptr) {
+    return {{DeviceType::kCuda, index}, stream, ctx};
+  }
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 
 #include "core/check.hpp"
 #include "core/validate.hpp"
+#include "fp4kit/dispatch.hpp"
 #include "fp4kit/layout.hpp"
 #include "ref/ref.hpp"
 
@@ -24,15 +25,39 @@ using detail::Matrix;
 
 namespace {
 
-// Every operation checks its target first. Only the CPU backend exists in this build for now; a
-// CUDA target is a named, actionable refusal rather than a crash.
-void require_backend(const Target& target, const char* op) {
-  if (target.device.type == DeviceType::kCpu) return;
-  if (target.device.type != DeviceType::kCuda) {
-    fail(ErrorCode::kInvalidArgument, cat(op, ": unknown device type ", static_cast<int>(target.device.type)));
+// Selects the backend of one validated call through the target's context: the chosen variant, or
+// an Error naming every rejected candidate. The CPU reference serves the CPU target; CUDA kernels
+// serve CUDA targets as they register.
+const KernelVariant& choose(const Target& target, const Problem& problem) {
+  if (target.device.type != DeviceType::kCpu && target.device.type != DeviceType::kCuda) {
+    fail(ErrorCode::kInvalidArgument, cat(op_name(problem.op), ": unknown device type ", static_cast<int>(target.device.type)));
   }
-  fail(ErrorCode::kUnsupported, cat(op, ": no CUDA backend for this operation is registered in this build"),
-       "run it on Target::cpu() with host tensors");
+  Context& ctx = target.context ? *target.context : default_context();
+  const DeviceInfo& device = ctx.device(target.device);
+  const Selection s = ctx.select(problem, device);
+  if (!s.ok()) {
+    std::string reasons;
+    for (const Rejection& r : s.rejected) reasons += cat("; ", r.variant, " ", r.reason);
+    fail(ErrorCode::kUnsupported, cat(problem.describe(), " has no backend on ", device.label(), reasons),
+         device.is_cuda() ? "run it on Target::cpu() with host tensors; `fp4kit info` shows what this build has"
+                          : "see `fp4kit info`");
+  }
+  return *s.variant;
+}
+
+// The launcher of a selected variant. Only the CPU reference exists in this build; a variant
+// registered without a launcher here is an fp4kit bug, reported as such.
+void expect_variant(const KernelVariant& v, const char* name) {
+  if (v.name != name) fail(ErrorCode::kInternal, cat("selected variant ", v.name, " has no launcher"), "please report this");
+}
+
+Problem make_problem(OpKind op, const Matrix& x) {
+  Problem p;
+  p.op = op;
+  p.rows = x.rows;
+  p.cols = x.cols;
+  p.in_dtype = x.dtype;
+  return p;
 }
 
 }  // namespace
@@ -40,7 +65,6 @@ void require_backend(const Target& target, const char* op) {
 const char* version() noexcept { return FP4KIT_VERSION_STRING; }
 
 void amax(const TensorView& x, bool per_row, const AmaxOutputs& out, const Target& target) {
-  require_backend(target, "amax");
   const Matrix m = detail::as_matrix(x, "amax: x");
   detail::check_float_input(m, "amax: x");
   check_on_device(x, "amax: x", target);
@@ -50,11 +74,11 @@ void amax(const TensorView& x, bool per_row, const AmaxOutputs& out, const Targe
   if (out.nonfinite_counts.data) {
     detail::check_vector(out.nonfinite_counts, "amax: nonfinite_counts", DType::kU32, 2, target.device);
   }
+  expect_variant(choose(target, make_problem(OpKind::kAmax, m)), "ref_amax");
   ref::amax(m, per_row, out);
 }
 
 void hadamard(const TensorView& x, const TensorView& y, uint16_t sign_mask, bool transpose, const Target& target) {
-  require_backend(target, "hadamard");
   const Matrix mx = detail::as_matrix(x, "hadamard: x");
   const Matrix my = detail::as_matrix(y, "hadamard: y");
   detail::check_float_input(mx, "hadamard: x");
@@ -73,34 +97,47 @@ void hadamard(const TensorView& x, const TensorView& y, uint16_t sign_mask, bool
     }
     detail::check_matrix_shape(my, "hadamard: y", mx.rows, mx.cols);
   }
+  expect_variant(choose(target, make_problem(OpKind::kHadamard, mx)), "ref_hadamard");
   ref::hadamard(mx, my, sign_mask, transpose);
 }
 
-Nvfp4Tensor quantize(const TensorView& x, const QuantParams& params, const Target& target) {
-  require_backend(target, "quantize");
+namespace {
+
+// The checks every quantize call makes, then the selection: returns the chosen variant.
+const KernelVariant& prepare_quantize(const TensorView& x, const Matrix& m, const QuantParams& params,
+                                      const Target& target) {
   detail::check_quant_params(params);
-  const Matrix m = detail::as_matrix(x, "quantize: x");
   detail::check_quantize_shape(m, params);
+  check_on_device(x, "quantize: x", target);
+  Problem problem = make_problem(OpKind::kQuantize, m);
+  problem.params = params;
+  return choose(target, problem);
+}
+
+}  // namespace
+
+Nvfp4Tensor quantize(const TensorView& x, const QuantParams& params, const Target& target) {
+  const Matrix m = detail::as_matrix(x, "quantize: x");
+  const KernelVariant& v = prepare_quantize(x, m, params, target);
+  // Selected before allocating: a request no backend can serve fails before touching memory.
   Nvfp4Tensor out = Nvfp4Tensor::allocate(m.rows, m.cols, x.dtype, params, target.device);
-  quantize_into(x, params, out, target);
+  expect_variant(v, "ref_quantize");
+  ref::quantize(m, params, out);
   return out;
 }
 
 void quantize_into(const TensorView& x, const QuantParams& params, Nvfp4Tensor& out, const Target& target) {
-  require_backend(target, "quantize");
-  detail::check_quant_params(params);
   const Matrix m = detail::as_matrix(x, "quantize: x");
-  detail::check_quantize_shape(m, params);
-  check_on_device(x, "quantize: x", target);
+  const KernelVariant& v = prepare_quantize(x, m, params, target);
   detail::check_quantize_output(m, params, out, target.device);
   out.meta_.source_dtype = x.dtype;
   out.meta_.params = params;
+  expect_variant(v, "ref_quantize");
   ref::quantize(m, params, out);
 }
 
 void dequantize(const Nvfp4Tensor& q, Direction direction, const TensorView& out, const DequantizeOptions& options,
                 const Target& target) {
-  require_backend(target, "dequantize");
   if (direction == Direction::kBoth) {
     fail(ErrorCode::kInvalidArgument, "dequantize: pick one direction, rowwise or columnwise");
   }
@@ -115,13 +152,21 @@ void dequantize(const Nvfp4Tensor& q, Direction direction, const TensorView& out
   const bool keep_padding = direction == Direction::kColumnwise && q.meta().params.rht && !options.undo_rht;
   const int64_t cols = keep_padding ? part.geometry.padded_cols() : part.geometry.cols;
   detail::check_matrix_shape(m, "dequantize: out", part.geometry.rows, cols);
+  Problem problem;
+  problem.op = OpKind::kDequantize;
+  problem.rows = q.meta().rows;
+  problem.cols = q.meta().cols;
+  problem.in_dtype = q.meta().source_dtype;
+  problem.out_dtype = out.dtype;
+  problem.params = q.meta().params;
+  problem.params.direction = direction;
+  expect_variant(choose(target, problem), "ref_dequantize");
   ref::dequantize(q, direction, m, options);
 }
 
 namespace {
 // Validates a (compact, swizzled) pair of scale buffers; returns the compact matrix.
 Matrix check_scale_pair(const TensorView& compact, const TensorView& swizzled, const char* op, const Target& target) {
-  require_backend(target, op);
   const std::string c_what = cat(op, ": compact"), s_what = cat(op, ": swizzled");
   for (const auto& [v, what] : {std::pair{&compact, &c_what}, std::pair{&swizzled, &s_what}}) {
     if (v->dtype != DType::kE4M3 && v->dtype != DType::kU8) {
@@ -131,6 +176,7 @@ Matrix check_scale_pair(const TensorView& compact, const TensorView& swizzled, c
   }
   const Matrix m = detail::as_matrix(compact, c_what.c_str());
   detail::check_vector(swizzled, s_what.c_str(), swizzled.dtype, swizzled_scale_bytes(m.rows, m.cols), target.device);
+  expect_variant(choose(target, make_problem(OpKind::kSwizzle, m)), "ref_swizzle");
   return m;
 }
 }  // namespace
@@ -180,7 +226,6 @@ ref::GemmInput resolve_operand(const GemmOperand& op, const char* name, const Ta
 
 void gemm(const GemmOperand& a, const GemmOperand& b, const TensorView& d, const GemmOptions& options,
           const Target& target) {
-  require_backend(target, "gemm");
   const ref::GemmInput ia = resolve_operand(a, "A", target);
   const ref::GemmInput ib = resolve_operand(b, "B", target);
   if (ia.k != ib.k) {
@@ -222,6 +267,17 @@ void gemm(const GemmOperand& a, const GemmOperand& b, const TensorView& d, const
   if (static_cast<uint8_t>(options.accumulation) > 1) {
     fail(ErrorCode::kInvalidArgument, cat("gemm: invalid accumulation value ", static_cast<int>(options.accumulation)));
   }
+  Problem problem;
+  problem.op = OpKind::kGemm;
+  problem.rows = ia.rows;
+  problem.cols = ib.rows;
+  problem.k = ia.k;
+  problem.in_dtype = ia.nvfp4 ? DType::kU8 : ia.dense.dtype;
+  problem.out_dtype = d.dtype;
+  problem.a_nvfp4 = ia.nvfp4 != nullptr;
+  problem.a_row_scaled = ia.nvfp4 && ia.nvfp4->meta().params.row_scaled;
+  problem.b_2d = ib.nvfp4 && ib.nvfp4->meta().params.block == BlockScaling::k2D;
+  expect_variant(choose(target, problem), "ref_gemm");
   ref::gemm(ia, ib, md, options);
 }
 
