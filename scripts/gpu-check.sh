@@ -34,6 +34,7 @@ if [ $built -eq 0 ]; then
   step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 "$build/tests/fp4kit_gpu_tests"
   step racecheck compute-sanitizer --tool racecheck --error-exitcode 1 "$build/tests/fp4kit_gpu_tests"
   step demo "$build/fp4kit" demo --json
+  step info "$build/fp4kit" info --json
 fi
 
 python3 - "$out" <<'PY'
@@ -60,6 +61,12 @@ if demo.exists():
         report["demo"] = json.loads(demo.read_text().strip().splitlines()[-1])
     except Exception as e:
         report["demo_error"] = str(e)
+info = out / "info.log"
+if info.exists():
+    try:
+        report["info_device"] = json.loads(info.read_text())["device"]
+    except Exception as e:
+        report["info_error"] = str(e)
 report["ok"] = all(s["exit"] == 0 for s in report["steps"].values())
 (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
 print(json.dumps(report, indent=2))

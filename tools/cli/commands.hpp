@@ -12,5 +12,6 @@ void add_version_command(CLI::App& app);     // cmd_version.cpp
 void add_quantize_command(CLI::App& app);    // cmd_quantize.cpp
 void add_dequantize_command(CLI::App& app);  // cmd_dequantize.cpp
 void add_demo_command(CLI::App& app);        // cmd_demo.cpp
+void add_info_command(CLI::App& app);        // cmd_info.cpp
 
 }  // namespace fp4kit::cli

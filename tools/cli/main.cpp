@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   fp4kit::cli::add_quantize_command(app);
   fp4kit::cli::add_dequantize_command(app);
   fp4kit::cli::add_demo_command(app);
+  fp4kit::cli::add_info_command(app);
 
   try {
     app.parse(argc, argv);  // runs the chosen subcommand's callback
