@@ -61,7 +61,7 @@ if demo.exists():
         report["demo"] = json.loads(demo.read_text().strip().splitlines()[-1])
     except Exception as e:
         report["demo_error"] = str(e)
-info = out / "info.log"
+info = out / "info.log"  # renamed to info.json below
 if info.exists():
     try:
         report["info_device"] = json.loads(info.read_text())["device"]
@@ -69,5 +69,16 @@ if info.exists():
         report["info_error"] = str(e)
 report["ok"] = all(s["exit"] == 0 for s in report["steps"].values())
 (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-print(json.dumps(report, indent=2))
+# The device tool returns at most 8 files: keep report.json, info.json, ctest.xml, device.txt and
+# one logs.txt holding every step's log.
+if info.exists():
+    info.rename(out / "info.json")
+with open(out / "logs.txt", "w") as logs:
+    for name in report["steps"]:
+        log = out / f"{name}.log"
+        if log.exists():
+            logs.write(f"===== {name} (exit {report['steps'][name]['exit']}) =====\n{log.read_text()}\n")
+            log.unlink()
+(out / "steps.txt").unlink()
+print(json.dumps({k: v for k, v in report.items() if k != "info_device"}, indent=2))
 PY
