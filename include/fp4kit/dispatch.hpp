@@ -75,6 +75,10 @@ struct Problem {
   bool a_nvfp4 = true;            // gemm: A is NVFP4 (else dense BF16)
   bool a_row_scaled = false;      // gemm
   bool b_2d = false;              // gemm: B quantized with 16x16 blocks
+  // Memory layout of the source (data-dependent but decisive for vectorized kernels): elements
+  // between rows (0: dense) and the largest power of two, up to 256, dividing its address.
+  int64_t row_stride = 0;
+  int alignment = 256;
   std::string describe() const;   // "quantize bf16[4096, 4096] both 2d rne", ...
 };
 

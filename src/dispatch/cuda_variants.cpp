@@ -1,9 +1,98 @@
-// The CUDA kernel variants of this build. Each kernel's launcher file adds its spec here as it
-// lands (issue order: quantization, RHT cast, GEMMs); without CUDA backends there are none.
+// The CUDA kernel variants of this build, registered with their specs: capabilities, the
+// architectures compiled, configurations with the same shared-memory formula the kernels
+// static_assert against, and problem rules. Without CUDA backends there are none.
 #include "dispatch/variants.hpp"
+
+#if defined(FP4KIT_HAVE_CUDA)
+#include "core/check.hpp"
+#include "cuda/quantize/cast_config.hpp"
+#include "cuda/quantize/launch.hpp"
+#endif
 
 namespace fp4kit::detail {
 
-void register_cuda_variants(Registry& /*registry*/) {}
+#if defined(FP4KIT_HAVE_CUDA)
+
+namespace {
+
+// Highest compute capability these sm_80 kernels are known to run on: their PTX runs forward.
+constexpr int kMaxKnownCc = 121;
+
+bool is_float_input(DType d) { return d == DType::kF32 || d == DType::kF16 || d == DType::kBF16; }
+
+// The 16-byte vector loads need a 16-byte aligned base, rows that start on 16 bytes, and whole
+// 16-byte chunks per row.
+std::string vector_rule(const Problem& p) {
+  const int64_t elem = static_cast<int64_t>(dtype_size(p.in_dtype));
+  const int64_t stride = p.row_stride ? p.row_stride : p.cols;
+  if (p.alignment < 16) return cat("needs a 16-byte aligned source; this one is aligned to ", p.alignment, " B");
+  if ((stride * elem) % 16 != 0) return cat("needs rows starting on 16 bytes; the row stride is ", stride * elem, " B");
+  if (p.cols % 16 != 0) return cat("needs a column count that is a multiple of 16, got ", p.cols);
+  return {};
+}
+
+KernelVariant cuda_variant(const char* name, OpKind op, const char* description) {
+  KernelVariant v;
+  v.name = name;
+  v.op = op;
+  v.device_type = DeviceType::kCuda;
+  v.min_cc = 80;
+  v.max_cc = kMaxKnownCc;
+  v.compiled_archs = built_cuda_archs();
+  v.description = description;
+  v.check_image = [](const DeviceInfo& d) { return cuda::quantize_image_problem(d); };
+  return v;
+}
+
+}  // namespace
+
+void register_cuda_variants(Registry& registry) {
+  KernelVariant amax = cuda_variant("sm80_amax", OpKind::kAmax, "amax with 16-byte loads; per tensor or per row");
+  amax.configs = {KernelConfig{"256t", 0, 0, 0, 1, 256}};
+  amax.smem_bytes = [](const KernelConfig&) -> int64_t { return 8 * 12; };  // one partial per warp
+  amax.check_problem = [](const Problem& p) -> std::string {
+    if (!is_float_input(p.in_dtype)) return cat("takes f32, f16 or bf16, not ", dtype_name(p.in_dtype));
+    return vector_rule(p);
+  };
+  registry.add(std::move(amax));
+
+  // One variant per element width: the staged tile, hence the shared memory, depends on it.
+  for (int elem : {2, 4}) {
+    KernelVariant q = cuda_variant(elem == 2 ? "sm80_quantize_b16" : "sm80_quantize_f32", OpKind::kQuantize,
+                                   "one-pass NVFP4 cast: 64x64 tiles through a cp.async pipeline, both directions");
+    for (int stages : cuda::kCastStageChoices) {
+      q.configs.push_back(KernelConfig{cat("64x64_s", stages), cuda::kCastTileRows, cuda::kCastTileCols, 0, stages,
+                                       cuda::kCastThreads});
+    }
+    q.smem_bytes = [elem](const KernelConfig& c) { return cuda::cast_smem_bytes(c.stages, elem); };
+    q.check_problem = [elem](const Problem& p) -> std::string {
+      if (!is_float_input(p.in_dtype)) return cat("takes f32, f16 or bf16, not ", dtype_name(p.in_dtype));
+      if (static_cast<int>(dtype_size(p.in_dtype)) != elem) {
+        return cat("is the ", elem == 2 ? "16-bit" : "f32", " variant; the source is ", dtype_name(p.in_dtype));
+      }
+      if (p.params.rht) return "does not apply the RHT (the RHT cast kernels do)";
+      return vector_rule(p);
+    };
+    registry.add(std::move(q));
+  }
+
+  KernelVariant dq = cuda_variant("sm80_dequantize", OpKind::kDequantize, "NVFP4 to f32/f16/bf16, a block per thread");
+  dq.configs = {KernelConfig{"256t", 0, 0, 0, 1, 256}};
+  dq.smem_bytes = [](const KernelConfig&) -> int64_t { return 0; };
+  dq.check_problem = [](const Problem& p) -> std::string {
+    if (!is_float_input(p.out_dtype)) return cat("writes f32, f16 or bf16, not ", dtype_name(p.out_dtype));
+    if (p.params.rht && p.params.direction == Direction::kColumnwise) {
+      return "does not invert the RHT (the RHT kernels do)";
+    }
+    return {};
+  };
+  registry.add(std::move(dq));
+}
+
+#else
+
+void register_cuda_variants(Registry&) {}  // built without CUDA backends: no CUDA kernel exists
+
+#endif
 
 }  // namespace fp4kit::detail

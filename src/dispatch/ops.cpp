@@ -12,6 +12,10 @@
 #include "fp4kit/layout.hpp"
 #include "ref/ref.hpp"
 
+#if defined(FP4KIT_HAVE_CUDA)
+#include "cuda/quantize/launch.hpp"
+#endif
+
 #ifndef FP4KIT_VERSION_STRING
 #error "FP4KIT_VERSION_STRING is set by CMake from the project version"
 #endif
@@ -25,16 +29,23 @@ using detail::Matrix;
 
 namespace {
 
-// Selects the backend of one validated call through the target's context: the chosen variant, or
-// an Error naming every rejected candidate. The CPU reference serves the CPU target; CUDA kernels
-// serve CUDA targets as they register.
-const KernelVariant& choose(const Target& target, const Problem& problem) {
+// Selects the backend of one validated call through the target's context: the selection, or an
+// Error naming every rejected candidate. The CPU reference serves the CPU target; the CUDA kernels
+// registered in src/dispatch/cuda_variants.cpp serve CUDA targets.
+struct Chosen {
+  Selection selection;
+  const DeviceInfo* device;
+  const std::string& name() const { return selection.variant->name; }
+  int stages() const { return selection.config.stages; }
+};
+
+Chosen choose(const Target& target, const Problem& problem) {
   if (target.device.type != DeviceType::kCpu && target.device.type != DeviceType::kCuda) {
     fail(ErrorCode::kInvalidArgument, cat(op_name(problem.op), ": unknown device type ", static_cast<int>(target.device.type)));
   }
   Context& ctx = target.context ? *target.context : default_context();
   const DeviceInfo& device = ctx.device(target.device);
-  const Selection s = ctx.select(problem, device);
+  Selection s = ctx.select(problem, device);
   if (!s.ok()) {
     std::string reasons;
     for (const Rejection& r : s.rejected) reasons += cat("; ", r.variant, " ", r.reason);
@@ -42,13 +53,20 @@ const KernelVariant& choose(const Target& target, const Problem& problem) {
          device.is_cuda() ? "run it on Target::cpu() with host tensors; `fp4kit info` shows what this build has"
                           : "see `fp4kit info`");
   }
-  return *s.variant;
+  return {std::move(s), &device};
 }
 
-// The launcher of a selected variant. Only the CPU reference exists in this build; a variant
-// registered without a launcher here is an fp4kit bug, reported as such.
-void expect_variant(const KernelVariant& v, const char* name) {
-  if (v.name != name) fail(ErrorCode::kInternal, cat("selected variant ", v.name, " has no launcher"), "please report this");
+// A selected variant that no launcher below knows is an fp4kit bug, reported as such.
+[[noreturn]] void no_launcher(const Chosen& c) {
+  fail(ErrorCode::kInternal, cat("selected variant ", c.name(), " has no launcher"), "please report this");
+}
+
+// The largest power of two (up to 256) dividing an address.
+int alignment_of(const void* p) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  int align = 1;
+  while (align < 256 && (a & static_cast<uintptr_t>(align)) == 0) align <<= 1;
+  return a == 0 ? 256 : align;
 }
 
 Problem make_problem(OpKind op, const Matrix& x) {
@@ -57,8 +75,20 @@ Problem make_problem(OpKind op, const Matrix& x) {
   p.rows = x.rows;
   p.cols = x.cols;
   p.in_dtype = x.dtype;
+  p.row_stride = x.row_stride;
+  p.alignment = alignment_of(x.data);
   return p;
 }
+
+#if defined(FP4KIT_HAVE_CUDA)
+cuda::SourceMatrix source_of(const Matrix& m) { return {m.data, m.dtype, m.rows, m.cols, m.row_stride}; }
+
+cuda::PartPointers pointers_of(const Nvfp4Part& p) {
+  if (!p.present) return {};
+  return {static_cast<uint8_t*>(p.data.data), static_cast<uint8_t*>(p.scales.data), static_cast<float*>(p.amax.data),
+          p.data.strides[0], p.scales.strides[0]};
+}
+#endif
 
 }  // namespace
 
@@ -74,8 +104,15 @@ void amax(const TensorView& x, bool per_row, const AmaxOutputs& out, const Targe
   if (out.nonfinite_counts.data) {
     detail::check_vector(out.nonfinite_counts, "amax: nonfinite_counts", DType::kU32, 2, target.device);
   }
-  expect_variant(choose(target, make_problem(OpKind::kAmax, m)), "ref_amax");
-  ref::amax(m, per_row, out);
+  const Chosen c = choose(target, make_problem(OpKind::kAmax, m));
+  if (c.name() == "ref_amax") return ref::amax(m, per_row, out);
+#if defined(FP4KIT_HAVE_CUDA)
+  if (c.name() == "sm80_amax") {
+    return cuda::launch_amax(source_of(m), per_row, out.finite_amax.ptr<float>(), out.amax.ptr<float>(),
+                             out.nonfinite_counts.ptr<uint32_t>(), target.device.index, target.stream);
+  }
+#endif
+  no_launcher(c);
 }
 
 void hadamard(const TensorView& x, const TensorView& y, uint16_t sign_mask, bool transpose, const Target& target) {
@@ -97,15 +134,15 @@ void hadamard(const TensorView& x, const TensorView& y, uint16_t sign_mask, bool
     }
     detail::check_matrix_shape(my, "hadamard: y", mx.rows, mx.cols);
   }
-  expect_variant(choose(target, make_problem(OpKind::kHadamard, mx)), "ref_hadamard");
+  const Chosen c = choose(target, make_problem(OpKind::kHadamard, mx));
+  if (c.name() != "ref_hadamard") no_launcher(c);
   ref::hadamard(mx, my, sign_mask, transpose);
 }
 
 namespace {
 
-// The checks every quantize call makes, then the selection: returns the chosen variant.
-const KernelVariant& prepare_quantize(const TensorView& x, const Matrix& m, const QuantParams& params,
-                                      const Target& target) {
+// The checks every quantize call makes, then the selection.
+Chosen prepare_quantize(const TensorView& x, const Matrix& m, const QuantParams& params, const Target& target) {
   detail::check_quant_params(params);
   detail::check_quantize_shape(m, params);
   check_on_device(x, "quantize: x", target);
@@ -114,26 +151,37 @@ const KernelVariant& prepare_quantize(const TensorView& x, const Matrix& m, cons
   return choose(target, problem);
 }
 
+void run_quantize(const Chosen& c, const Matrix& m, const QuantParams& params, Nvfp4Tensor& out,
+                  [[maybe_unused]] const Target& target) {
+  if (c.name() == "ref_quantize") return ref::quantize(m, params, out);
+#if defined(FP4KIT_HAVE_CUDA)
+  if (c.name() == "sm80_quantize_b16" || c.name() == "sm80_quantize_f32") {
+    return cuda::launch_quantize(source_of(m), params, pointers_of(out.rowwise()), pointers_of(out.columnwise()),
+                                 out.nonfinite_counts().ptr<uint32_t>(), c.stages(), c.device->sm_count,
+                                 target.device.index, target.stream);
+  }
+#endif
+  no_launcher(c);
+}
+
 }  // namespace
 
 Nvfp4Tensor quantize(const TensorView& x, const QuantParams& params, const Target& target) {
   const Matrix m = detail::as_matrix(x, "quantize: x");
-  const KernelVariant& v = prepare_quantize(x, m, params, target);
+  const Chosen c = prepare_quantize(x, m, params, target);
   // Selected before allocating: a request no backend can serve fails before touching memory.
   Nvfp4Tensor out = Nvfp4Tensor::allocate(m.rows, m.cols, x.dtype, params, target.device);
-  expect_variant(v, "ref_quantize");
-  ref::quantize(m, params, out);
+  run_quantize(c, m, params, out, target);
   return out;
 }
 
 void quantize_into(const TensorView& x, const QuantParams& params, Nvfp4Tensor& out, const Target& target) {
   const Matrix m = detail::as_matrix(x, "quantize: x");
-  const KernelVariant& v = prepare_quantize(x, m, params, target);
+  const Chosen c = prepare_quantize(x, m, params, target);
   detail::check_quantize_output(m, params, out, target.device);
   out.meta_.source_dtype = x.dtype;
   out.meta_.params = params;
-  expect_variant(v, "ref_quantize");
-  ref::quantize(m, params, out);
+  run_quantize(c, m, params, out, target);
 }
 
 void dequantize(const Nvfp4Tensor& q, Direction direction, const TensorView& out, const DequantizeOptions& options,
@@ -160,8 +208,16 @@ void dequantize(const Nvfp4Tensor& q, Direction direction, const TensorView& out
   problem.out_dtype = out.dtype;
   problem.params = q.meta().params;
   problem.params.direction = direction;
-  expect_variant(choose(target, problem), "ref_dequantize");
-  ref::dequantize(q, direction, m, options);
+  problem.row_stride = m.row_stride;
+  const Chosen c = choose(target, problem);
+  if (c.name() == "ref_dequantize") return ref::dequantize(q, direction, m, options);
+#if defined(FP4KIT_HAVE_CUDA)
+  if (c.name() == "sm80_dequantize") {
+    return cuda::launch_dequantize(pointers_of(part), q.meta().params.row_scaled, m.rows, m.cols, m.data, m.dtype,
+                                   m.row_stride, target.device.index, target.stream);
+  }
+#endif
+  no_launcher(c);
 }
 
 namespace {
@@ -176,7 +232,8 @@ Matrix check_scale_pair(const TensorView& compact, const TensorView& swizzled, c
   }
   const Matrix m = detail::as_matrix(compact, c_what.c_str());
   detail::check_vector(swizzled, s_what.c_str(), swizzled.dtype, swizzled_scale_bytes(m.rows, m.cols), target.device);
-  expect_variant(choose(target, make_problem(OpKind::kSwizzle, m)), "ref_swizzle");
+  const Chosen c = choose(target, make_problem(OpKind::kSwizzle, m));
+  if (c.name() != "ref_swizzle") no_launcher(c);
   return m;
 }
 }  // namespace
@@ -277,7 +334,8 @@ void gemm(const GemmOperand& a, const GemmOperand& b, const TensorView& d, const
   problem.a_nvfp4 = ia.nvfp4 != nullptr;
   problem.a_row_scaled = ia.nvfp4 && ia.nvfp4->meta().params.row_scaled;
   problem.b_2d = ib.nvfp4 && ib.nvfp4->meta().params.block == BlockScaling::k2D;
-  expect_variant(choose(target, problem), "ref_gemm");
+  const Chosen c = choose(target, problem);
+  if (c.name() != "ref_gemm") no_launcher(c);
   ref::gemm(ia, ib, md, options);
 }
 

@@ -19,8 +19,11 @@ constexpr int64_t KiB = 1024;
 // s1: 48 KiB (49152 B), s2: 92 KiB (94208 B), s4: 180 KiB (184320 B).
 int64_t test_smem(const KernelConfig& c) { return int64_t{c.stages} * 44 * KiB + 4 * KiB; }
 
+// The CPU reference plus the test variants only (not this build's real CUDA kernels, so that the
+// expectations below do not depend on how fp4kit was built).
 Registry test_registry() {
-  Registry r = Registry::builtin();
+  Registry r;
+  detail::register_reference_variants(r);
   KernelVariant fused;
   fused.name = "test_fused_quantize";
   fused.op = OpKind::kQuantize;

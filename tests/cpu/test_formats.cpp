@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "fp4kit/formats.hpp"
 
@@ -174,6 +175,38 @@ TEST(Formats, UsableInConstantExpressions) {
   static_assert(e4m3_to_float(0x78) == 256.0f);
   static_assert(float_to_bf16(1.0f) == 0x3F80);
   SUCCEED();
+}
+
+}  // namespace
+}  // namespace fp4kit
+
+// The region-based roundings the GPU kernels use equal the contract's comparison chains.
+#include "core/nvfp4_math.hpp"
+
+namespace fp4kit {
+namespace {
+
+TEST(FastRounding, EqualsTheReferenceOnTiesAndADenseSweep) {
+  std::vector<float> probes;
+  for (int c = 0; c < 8; ++c) {
+    for (int d = 0; d < 8; ++d) {
+      const float mid = 0.5f * (e2m1_to_float(static_cast<uint8_t>(c)) + e2m1_to_float(static_cast<uint8_t>(d)));
+      probes.insert(probes.end(), {mid, std::nextafter(mid, 0.0f), std::nextafter(mid, 10.0f)});
+    }
+  }
+  for (uint32_t bits = 0x3E000000u; bits <= 0x40E00000u; bits += 97) probes.push_back(bits_float(bits));  // 0.125 .. 7
+  probes.insert(probes.end(), {0.0f, 1e-30f, 6.0f, 7.0f, 1e30f});
+  for (float p : probes) {
+    for (float x : {p, -p}) {
+      for (float senc : {1.0f, 0.5f, 3.0f}) {
+        ASSERT_EQ(detail::quantize_rne_fast(x, senc), detail::quantize_rne(x, senc)) << x << " * " << senc;
+        for (uint32_t byte : {0u, 1u, 77u, 128u, 200u, 255u}) {
+          ASSERT_EQ(detail::quantize_sr_fast(x, senc, byte), detail::quantize_sr(x, senc, byte))
+              << x << " * " << senc << " byte " << byte;
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

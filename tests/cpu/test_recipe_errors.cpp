@@ -5,6 +5,7 @@
 #include <functional>
 #include <string>
 
+#include "dispatch/variants.hpp"
 #include "test_util.hpp"
 
 namespace fp4kit {
@@ -175,12 +176,17 @@ TEST(Errors, QuantizeRejectsBadInputsWithDocumentedCodes) {
   bad.row_scaled = true;
   bad.rounding = Rounding::kStochastic;
   EXPECT_EQ(code_of([&] { quantize(x32.view(), bad); }), ErrorCode::kInvalidArgument);
-  // A host tensor with a CUDA target is a mismatch; a CUDA tensor has no backend in this build
-  // (no CUDA quantization kernel is registered yet, or no CUDA device / no CUDA build here).
+  // A host tensor with a CUDA target is a mismatch. A CUDA tensor under a registry holding only the
+  // CPU reference has no backend: kUnsupported, whether or not this machine has a GPU or a CUDA
+  // build (without them, the device query itself is refused with the same code).
   EXPECT_EQ(code_of([&] { quantize(x32.view(), QuantParams{}, Target::cuda()); }), ErrorCode::kInvalidArgument);
   TensorView on_gpu = x32.view();
   on_gpu.device = {DeviceType::kCuda, 0};  // never dereferenced: the call fails at selection
-  EXPECT_EQ(code_of([&] { quantize(on_gpu, QuantParams{}, Target::cuda()); }), ErrorCode::kUnsupported);
+  Registry reference_only;
+  detail::register_reference_variants(reference_only);
+  Context cpu_only(DispatchSettings{}, std::move(reference_only));
+  EXPECT_EQ(code_of([&] { quantize(on_gpu, QuantParams{}, Target::cuda(0, nullptr, &cpu_only)); }),
+            ErrorCode::kUnsupported);
 
   Nvfp4Tensor wrong = Nvfp4Tensor::allocate(3, 32, DType::kF32, QuantParams{});
   EXPECT_EQ(code_of([&] { quantize_into(x32.view(), QuantParams{}, wrong); }), ErrorCode::kShapeMismatch);
