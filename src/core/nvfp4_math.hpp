@@ -14,6 +14,25 @@ namespace fp4kit::detail {
 inline constexpr float kOneSixth = 0.16666667163372039794921875f;
 static_assert(float_bits(kOneSixth) == 0x3E2AAAABu);
 
+// min/max that return the non-NaN operand (IEEE minNum/maxNum): the hardware instruction on the
+// GPU, the portable formats.hpp version on the host. Both give the same value for every input the
+// formulas below see (their only difference, the order of +0 and -0, never reaches a result:
+// clamping keeps a zero's sign either way, and amaxes are over |x|).
+FP4KIT_HD inline float fmin_num(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return fminf(a, b);
+#else
+  return min_f(a, b);
+#endif
+}
+FP4KIT_HD inline float fmax_num(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return fmaxf(a, b);
+#else
+  return max_f(a, b);
+#endif
+}
+
 struct GlobalScale {
   float s_enc;  // S_enc = 2688 / amax, clamped; 1 when amax == 0
   float s_dec;  // S_dec = 1 / S_enc
@@ -22,7 +41,7 @@ struct GlobalScale {
 // `amax` is the FINITE amax (>= 0) of the tensor or row.
 FP4KIT_HD inline GlobalScale global_scale(float amax) {
   float s_enc = kGlobalScaleNumerator / amax;
-  s_enc = min_f(s_enc, kFloatMax);
+  s_enc = fmin_num(s_enc, kFloatMax);
   if (amax == 0.0f || s_enc == 0.0f) s_enc = 1.0f;
   return {s_enc, 1.0f / s_enc};
 }
@@ -30,18 +49,18 @@ FP4KIT_HD inline GlobalScale global_scale(float amax) {
 // The E4M3 decode scale of a block whose finite amax is `bamax`.
 FP4KIT_HD inline uint8_t block_scale_byte(float bamax, const GlobalScale& g) {
   const float mult = g.s_enc * kOneSixth;
-  return e4m3_rne_satfinite(min_f(bamax * mult, kFloatMax));
+  return e4m3_rne_satfinite(fmin_num(bamax * mult, kFloatMax));
 }
 
 // The FP32 encode scale of a block: 1 / (sdec_b * S_dec), at most FLT_MAX (a zero scale gives it).
 FP4KIT_HD inline float block_encode_scale(uint8_t scale_byte, const GlobalScale& g) {
-  return min_f(1.0f / (e4m3_to_float(scale_byte) * g.s_dec), kFloatMax);
+  return fmin_num(1.0f / (e4m3_to_float(scale_byte) * g.s_dec), kFloatMax);
 }
 
 // x * senc_b clamped to [-6, 6]. NOTE: the product is one FP32 rounding; never fuse it.
 FP4KIT_HD inline float scale_and_clamp(float x, float senc_b) {
   const float y = x * senc_b;
-  return min_f(max_f(y, -kE2m1Max), kE2m1Max);
+  return fmin_num(fmax_num(y, -kE2m1Max), kE2m1Max);
 }
 
 FP4KIT_HD inline uint8_t quantize_rne(float x, float senc_b) { return e2m1_rne(scale_and_clamp(x, senc_b)); }
@@ -103,14 +122,20 @@ FP4KIT_HD inline void e2m1_region(float a, float& scale, int& offset) {
   offset = a < 2.0f ? 0 : (a < 4.0f ? 2 : 4);
 }
 
+// 1.5 * 2^23: adding it to a value v in [0, 2^22) leaves round_half_even(v) in the low mantissa
+// bits of the sum (the FP32 addition rounds to nearest even), so no float-to-int conversion is
+// needed. The region's code offset is folded into the constant.
+inline constexpr float kRoundMagic = 12582912.0f;
+
 FP4KIT_HD inline uint8_t quantize_rne_fast(float x, float senc_b) {
-  const float y = scale_and_clamp(x, senc_b);
-  const float a = abs_f(y);
-  float scale;
-  int offset;
-  e2m1_region(a, scale, offset);
-  const int code = rint_half_even(a * scale) + offset;  // a * scale is exact (a power of two)
-  return static_cast<uint8_t>(y < 0.0f ? (code | 8) : code);
+  const float y = x * senc_b;
+  const float a = fmin_num(abs_f(y), kE2m1Max);  // |clamp(y, -6, 6)|
+  const bool low = a < 2.0f, mid = a < 4.0f;
+  const float scale = low ? 2.0f : (mid ? 1.0f : 0.5f);
+  const float magic = low ? kRoundMagic : (mid ? kRoundMagic + 2.0f : kRoundMagic + 4.0f);
+  const float scaled = a * scale;  // exact: a power of two
+  const uint32_t code = float_bits(scaled + magic) & 0xFu;
+  return static_cast<uint8_t>(y < 0.0f ? (code | 8u) : code);
 }
 
 FP4KIT_HD inline uint8_t quantize_sr_fast(float x, float senc_b, uint32_t rbyte) {

@@ -2,6 +2,7 @@
 #include <limits>
 
 #include "fp4kit/formats.hpp"
+#include "ref/fp_env.hpp"
 #include "ref/ref.hpp"
 
 namespace fp4kit::ref {
@@ -42,6 +43,7 @@ AmaxResult amax(const Matrix& x) {
 }
 
 void amax(const Matrix& x, bool per_row, const AmaxOutputs& out) {
+  const IeeeFpScope ieee;
   float* finite = out.finite_amax.ptr<float>();
   float* reported = out.amax.ptr<float>();
   AmaxResult total;

@@ -4,11 +4,13 @@
 
 #include "core/nvfp4_math.hpp"
 #include "fp4kit/layout.hpp"
+#include "ref/fp_env.hpp"
 #include "ref/ref.hpp"
 
 namespace fp4kit::ref {
 
 void dequantize(const Nvfp4Tensor& q, Direction direction, const Matrix& out, const DequantizeOptions& options) {
+  const IeeeFpScope ieee;
   const Nvfp4Part& part = q.part(direction);
   const QuantParams& p = q.meta().params;
   const bool columnwise = direction == Direction::kColumnwise;

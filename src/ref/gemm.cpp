@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/nvfp4_math.hpp"
+#include "ref/fp_env.hpp"
 #include "ref/ref.hpp"
 
 namespace fp4kit::ref {
@@ -50,6 +51,7 @@ Expanded expand(const GemmInput& in) {
 }  // namespace
 
 void gemm(const GemmInput& a, const GemmInput& b, const Matrix& d, const GemmOptions& o) {
+  const IeeeFpScope ieee;
   const Expanded ea = expand(a);
   const Expanded eb = expand(b);
   const int64_t K = a.k;

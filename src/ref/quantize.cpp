@@ -7,6 +7,7 @@
 
 #include "core/nvfp4_math.hpp"
 #include "core/philox.hpp"
+#include "ref/fp_env.hpp"
 #include "ref/ref.hpp"
 
 namespace fp4kit::ref {
@@ -119,6 +120,7 @@ void quantize_direction(const Oriented& o, const QuantParams& p, bool columnwise
 }  // namespace
 
 void quantize(const Matrix& x, const QuantParams& params, const Nvfp4Tensor& out) {
+  const IeeeFpScope ieee;
   const AmaxResult stats = amax(x);
   uint32_t* counts = out.nonfinite_counts().ptr<uint32_t>();
   counts[0] = stats.nan_count;
@@ -130,6 +132,7 @@ void quantize(const Matrix& x, const QuantParams& params, const Nvfp4Tensor& out
 // ---------------------------------------------------------------------------------------------
 
 void hadamard(const Matrix& x, const Matrix& y, uint16_t mask, bool transpose) {
+  const IeeeFpScope ieee;
   if (!transpose) {
     for (int64_t r = 0; r < x.rows; ++r) {
       for (int64_t c0 = 0; c0 < x.cols; c0 += 16) {

@@ -291,3 +291,32 @@ TEST(Quantize, OutputsAreDeterministicAndQuantizeIntoOverwritesPoison) {
 
 }  // namespace
 }  // namespace fp4kit
+
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+
+namespace fp4kit {
+namespace {
+
+TEST(Quantize1D, SubnormalInputsUnderACallersFlushToZeroMode) {
+  // A caller in FTZ/DAZ mode (torch.set_flush_denormal(True)) still gets the IEEE bytes, and its
+  // mode back.
+  std::vector<float> v(16);
+  for (int i = 0; i < 16; ++i) v[static_cast<size_t>(i)] = (i % 2 ? -1.0f : 1.0f) * 1e-39f * static_cast<float>(i + 1) / 16.0f;
+  test::HostMatrix x(1, 16, v);
+  const Nvfp4Tensor ieee = quantize(x.view(), QuantParams{});
+  EXPECT_NE(test::scale(ieee.rowwise(), 0, 0), 0);  // subnormal amax: S_enc clamps to FLT_MAX
+  const unsigned saved = _mm_getcsr();
+  _mm_setcsr(saved | (1u << 15) | (1u << 6));
+  const Nvfp4Tensor flushed = quantize(x.view(), QuantParams{});
+  const unsigned after = _mm_getcsr();
+  _mm_setcsr(saved);
+  EXPECT_EQ(after, saved | (1u << 15) | (1u << 6));
+  EXPECT_EQ(test::scale(flushed.rowwise(), 0, 0), test::scale(ieee.rowwise(), 0, 0));
+  EXPECT_EQ(0, std::memcmp(flushed.rowwise().data.data, ieee.rowwise().data.data, 8));
+  EXPECT_EQ(flushed.rowwise().amax.ptr<float>()[0], ieee.rowwise().amax.ptr<float>()[0]);
+}
+
+}  // namespace
+}  // namespace fp4kit
+#endif

@@ -46,21 +46,60 @@ __device__ __forceinline__ void unpack16(const uint4& raw, float* out) {
   for (int i = 0; i < static_cast<int>(16 / sizeof(T)); ++i) out[i] = to_float<T>(e[i]);
 }
 
+// |x| as FP32 bits: non-negative floats order like their bits, and bits >= 0x7F800000 are Inf/NaN.
+constexpr uint32_t kInfBits = 0x7F800000u;
+
+// The largest |element| of a 16-byte chunk as FP32 bits, with SIMD-in-a-register maxima on the
+// 16-bit formats (their magnitudes also order like their bits).
+template <typename T>
+__device__ __forceinline__ uint32_t chunk_max_bits(const uint4& raw);
+template <>
+__device__ __forceinline__ uint32_t chunk_max_bits<float>(const uint4& raw) {
+  return max(max(raw.x & 0x7FFFFFFFu, raw.y & 0x7FFFFFFFu), max(raw.z & 0x7FFFFFFFu, raw.w & 0x7FFFFFFFu));
+}
+template <>
+__device__ __forceinline__ uint32_t chunk_max_bits<__nv_bfloat16>(const uint4& raw) {
+  const uint32_t m = __vmaxu2(__vmaxu2(raw.x & 0x7FFF7FFFu, raw.y & 0x7FFF7FFFu),
+                              __vmaxu2(raw.z & 0x7FFF7FFFu, raw.w & 0x7FFF7FFFu));
+  return max(m & 0xFFFFu, m >> 16) << 16;  // bf16 bits are the top half of the FP32 bits
+}
+template <>
+__device__ __forceinline__ uint32_t chunk_max_bits<__half>(const uint4& raw) {
+  const uint32_t m = __vmaxu2(__vmaxu2(raw.x & 0x7FFF7FFFu, raw.y & 0x7FFF7FFFu),
+                              __vmaxu2(raw.z & 0x7FFF7FFFu, raw.w & 0x7FFF7FFFu));
+  const uint32_t h = max(m & 0xFFFFu, m >> 16);
+  return h >= 0x7C00u ? kInfBits | (h & 0x3FFu) : __float_as_uint(__half2float(__ushort_as_half(static_cast<unsigned short>(h))));
+}
+
 struct AmaxAcc {
-  float amax = 0.0f;
+  uint32_t max_bits = 0;  // the finite amax as FP32 bits
   uint32_t nans = 0;
   uint32_t infs = 0;
   __device__ __forceinline__ void add(float v) {
-    if (is_nan(v)) ++nans;
-    else if (!is_finite(v)) ++infs;
-    else amax = fmaxf(amax, fabsf(v));
+    const uint32_t b = __float_as_uint(v) & 0x7FFFFFFFu;
+    if (b < kInfBits) max_bits = max(max_bits, b);
+    else if (b == kInfBits) ++infs;
+    else ++nans;
+  }
+  // A whole chunk: one maximum in the common all-finite case, element by element otherwise.
+  template <typename T>
+  __device__ __forceinline__ void add_chunk(const uint4& raw) {
+    const uint32_t m = chunk_max_bits<T>(raw);
+    if (m < kInfBits) {
+      max_bits = max(max_bits, m);
+      return;
+    }
+    float v[16 / sizeof(T)];
+    unpack16<T>(raw, v);
+#pragma unroll
+    for (int k = 0; k < static_cast<int>(16 / sizeof(T)); ++k) add(v[k]);
   }
 };
 
 __device__ __forceinline__ AmaxAcc warp_reduce(AmaxAcc a) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
-    a.amax = fmaxf(a.amax, __shfl_xor_sync(0xffffffffu, a.amax, o));
+    a.max_bits = max(a.max_bits, __shfl_xor_sync(0xffffffffu, a.max_bits, o));
     a.nans += __shfl_xor_sync(0xffffffffu, a.nans, o);
     a.infs += __shfl_xor_sync(0xffffffffu, a.infs, o);
   }
@@ -71,22 +110,41 @@ __device__ __forceinline__ AmaxAcc warp_reduce(AmaxAcc a) {
 // amax
 // ---------------------------------------------------------------------------------------------
 constexpr int kAmaxThreads = 256;
+constexpr int kAmaxUnroll = 4;  // 16-byte loads in flight per thread
 
-// Per tensor: amax_bits receives atomicMax of the finite amax's bits (zeroed by the launcher).
+// Accumulates elements [begin, end) of one contiguous run: 16-byte chunks when `vec`, else scalar.
 template <typename T>
-__global__ void __launch_bounds__(kAmaxThreads) amax_tensor_kernel(const T* __restrict__ x, int64_t rows,
-                                                                  int64_t chunks_per_row, int64_t row_stride,
-                                                                  uint32_t* amax_bits, uint32_t* counts) {
-  AmaxAcc acc;
-  const int64_t total = rows * chunks_per_row;
+__device__ __forceinline__ void amax_run(const T* __restrict__ p, int64_t n, bool vec, int64_t tid, int64_t nthreads,
+                                         AmaxAcc& acc) {
   constexpr int kPer = 16 / sizeof(T);
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total; i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t r = i / chunks_per_row, ch = i - r * chunks_per_row;
-    const uint4 raw = __ldg(reinterpret_cast<const uint4*>(x + r * row_stride + ch * kPer));
-    float v[kPer];
-    unpack16<T>(raw, v);
+  if (vec) {
+    const uint4* q = reinterpret_cast<const uint4*>(p);
+    const int64_t chunks = n / kPer;
+    int64_t i = tid;
+    for (; i + (kAmaxUnroll - 1) * nthreads < chunks; i += kAmaxUnroll * nthreads) {
+      uint4 raw[kAmaxUnroll];
 #pragma unroll
-    for (int k = 0; k < kPer; ++k) acc.add(v[k]);
+      for (int u = 0; u < kAmaxUnroll; ++u) raw[u] = __ldg(q + i + u * nthreads);
+#pragma unroll
+      for (int u = 0; u < kAmaxUnroll; ++u) acc.add_chunk<T>(raw[u]);
+    }
+    for (; i < chunks; i += nthreads) acc.add_chunk<T>(__ldg(q + i));
+  } else {
+    for (int64_t i = tid; i < n; i += nthreads) acc.add(to_float<T>(p[i]));
+  }
+}
+
+// Per tensor: amax_bits receives atomicMax of the finite amax's bits (zeroed by the launcher). A
+// contiguous tensor is one run over the whole grid; a strided one gives each CTA whole rows.
+template <typename T>
+__global__ void __launch_bounds__(kAmaxThreads) amax_tensor_kernel(const T* __restrict__ x, int64_t rows, int64_t cols,
+                                                                  int64_t row_stride, bool vec, uint32_t* amax_bits,
+                                                                  uint32_t* counts) {
+  AmaxAcc acc;
+  if (rows == 1 || row_stride == cols) {
+    amax_run<T>(x, rows * cols, vec, blockIdx.x * int64_t{blockDim.x} + threadIdx.x, int64_t{gridDim.x} * blockDim.x, acc);
+  } else {
+    for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) amax_run<T>(x + r * row_stride, cols, vec, threadIdx.x, blockDim.x, acc);
   }
   acc = warp_reduce(acc);
   __shared__ AmaxAcc warps[kAmaxThreads / 32];
@@ -97,7 +155,7 @@ __global__ void __launch_bounds__(kAmaxThreads) amax_tensor_kernel(const T* __re
     acc = lane < kAmaxThreads / 32 ? warps[lane] : AmaxAcc{};
     acc = warp_reduce(acc);
     if (lane == 0) {
-      atomicMax(amax_bits, float_bits(acc.amax));
+      atomicMax(amax_bits, acc.max_bits);
       if (acc.nans) atomicAdd(&counts[0], acc.nans);
       if (acc.infs) atomicAdd(&counts[1], acc.infs);
     }
@@ -106,25 +164,19 @@ __global__ void __launch_bounds__(kAmaxThreads) amax_tensor_kernel(const T* __re
 
 // Per row: one warp per row.
 template <typename T>
-__global__ void __launch_bounds__(kAmaxThreads) amax_rows_kernel(const T* __restrict__ x, int64_t rows,
-                                                                int64_t chunks_per_row, int64_t row_stride,
-                                                                float* finite, float* reported, uint32_t* counts) {
+__global__ void __launch_bounds__(kAmaxThreads) amax_rows_kernel(const T* __restrict__ x, int64_t rows, int64_t cols,
+                                                                int64_t row_stride, bool vec, float* finite,
+                                                                float* reported, uint32_t* counts) {
   const int64_t r = blockIdx.x * int64_t{kAmaxThreads / 32} + (threadIdx.x >> 5);
   if (r >= rows) return;
   const int lane = threadIdx.x & 31;
-  constexpr int kPer = 16 / sizeof(T);
   AmaxAcc acc;
-  for (int64_t ch = lane; ch < chunks_per_row; ch += 32) {
-    const uint4 raw = __ldg(reinterpret_cast<const uint4*>(x + r * row_stride + ch * kPer));
-    float v[kPer];
-    unpack16<T>(raw, v);
-#pragma unroll
-    for (int k = 0; k < kPer; ++k) acc.add(v[k]);
-  }
+  amax_run<T>(x + r * row_stride, cols, vec, lane, 32, acc);
   acc = warp_reduce(acc);
   if (lane == 0) {
-    finite[r] = acc.amax;
-    if (reported) reported[r] = acc.nans ? __int_as_float(0x7fc00000) : (acc.infs ? __int_as_float(0x7f800000) : acc.amax);
+    const float amax = __uint_as_float(acc.max_bits);
+    finite[r] = amax;
+    if (reported) reported[r] = acc.nans ? __int_as_float(0x7fc00000) : (acc.infs ? __int_as_float(0x7f800000) : amax);
     if (acc.nans) atomicAdd(&counts[0], acc.nans);
     if (acc.infs) atomicAdd(&counts[1], acc.infs);
   }
@@ -254,13 +306,16 @@ __global__ void __launch_bounds__(kCastThreads) cast_kernel(const CastArgs a, co
     bool r_bad = false;
     if constexpr (kRow || k2D) {
       const uint4* src = reinterpret_cast<const uint4*>(tile_smem + lr * kPitch + 16 * b * kElem);
+      uint32_t m = 0;
 #pragma unroll
-      for (int q = 0; q < 16 * kElem / 16; ++q) unpack16<T>(src[q], rv + q * (16 / kElem));
-#pragma unroll
-      for (int j = 0; j < 16; ++j) {
-        if (!is_finite(rv[j])) r_bad = true;
-        else r_amax = fmaxf(r_amax, fabsf(rv[j]));
+      for (int q = 0; q < 16 * kElem / 16; ++q) {
+        const uint4 raw = src[q];
+        unpack16<T>(raw, rv + q * (16 / kElem));
+        m = max(m, chunk_max_bits<T>(raw));
       }
+      // Any NaN/Inf makes the maximum's bits >= 0x7F800000 (§9); else it is the finite amax.
+      r_bad = m >= kInfBits;
+      r_amax = __uint_as_float(m);
     }
     if constexpr (k2D) {
       // A 16x16 tile shares one scale: its amax is the max over its 16 row blocks; +Inf marks a
@@ -292,14 +347,14 @@ __global__ void __launch_bounds__(kCastThreads) cast_kernel(const CastArgs a, co
       const int64_t r0 = tr * kCastTileRows + 16 * rb;
       if (c < a.cols && r0 < padded_rows) {
         float cv[16];
-        float bamax = 0.0f;
-        bool bad = false;
+        uint32_t m = 0;
 #pragma unroll
         for (int i = 0; i < 16; ++i) {
           cv[i] = to_float<T>(*reinterpret_cast<const T*>(tile_smem + (16 * rb + i) * kPitch + lc * kElem));
-          if (!is_finite(cv[i])) bad = true;
-          else bamax = fmaxf(bamax, fabsf(cv[i]));
+          m = max(m, __float_as_uint(cv[i]) & 0x7FFFFFFFu);
         }
+        bool bad = m >= kInfBits;
+        float bamax = __uint_as_float(m);
         if constexpr (k2D) {
           float m = 0.0f;
 #pragma unroll
@@ -379,14 +434,21 @@ template <typename T>
 void run_amax(const SourceMatrix& x, bool per_row, float* finite, float* reported, uint32_t* counts, cudaStream_t s,
               int sm_count) {
   const T* p = static_cast<const T*>(x.data);
-  const int64_t chunks = x.cols * static_cast<int64_t>(sizeof(T)) / 16;
+  // 16-byte loads need an aligned base and rows that keep that alignment.
+  const bool vec = reinterpret_cast<uintptr_t>(p) % 16 == 0 &&
+                   (x.rows == 1 || (x.row_stride * static_cast<int64_t>(sizeof(T))) % 16 == 0) &&
+                   (x.cols * static_cast<int64_t>(sizeof(T))) % 16 == 0;
   if (per_row) {
     const int64_t grid = (x.rows + kAmaxThreads / 32 - 1) / (kAmaxThreads / 32);
-    if (grid > 0) amax_rows_kernel<T><<<static_cast<unsigned>(grid), kAmaxThreads, 0, s>>>(p, x.rows, chunks, x.row_stride, finite, reported, counts);
+    if (grid > 0) {
+      amax_rows_kernel<T><<<static_cast<unsigned>(grid), kAmaxThreads, 0, s>>>(p, x.rows, x.cols, x.row_stride, vec, finite,
+                                                                             reported, counts);
+    }
   } else {
-    const int64_t work = x.rows * chunks;
+    const int64_t per_thread = kAmaxUnroll * (vec ? 16 / static_cast<int64_t>(sizeof(T)) : 1);
+    const int64_t work = (x.rows * x.cols + per_thread - 1) / per_thread;
     const int64_t grid = std::max<int64_t>(1, std::min<int64_t>((work + kAmaxThreads - 1) / kAmaxThreads, int64_t{sm_count} * 8));
-    amax_tensor_kernel<T><<<static_cast<unsigned>(grid), kAmaxThreads, 0, s>>>(p, x.rows, chunks, x.row_stride,
+    amax_tensor_kernel<T><<<static_cast<unsigned>(grid), kAmaxThreads, 0, s>>>(p, x.rows, x.cols, x.row_stride, vec,
                                                                             reinterpret_cast<uint32_t*>(finite), counts);
     if (reported) amax_finalize_kernel<<<1, 1, 0, s>>>(reinterpret_cast<uint32_t*>(finite), counts, reported);
   }
