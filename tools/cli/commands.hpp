@@ -13,5 +13,6 @@ void add_quantize_command(CLI::App& app);    // cmd_quantize.cpp
 void add_dequantize_command(CLI::App& app);  // cmd_dequantize.cpp
 void add_demo_command(CLI::App& app);        // cmd_demo.cpp
 void add_info_command(CLI::App& app);        // cmd_info.cpp
+void add_bench_command(CLI::App& app);       // cmd_bench.cpp
 
 }  // namespace fp4kit::cli

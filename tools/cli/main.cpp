@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   fp4kit::cli::add_dequantize_command(app);
   fp4kit::cli::add_demo_command(app);
   fp4kit::cli::add_info_command(app);
+  fp4kit::cli::add_bench_command(app);
 
   try {
     app.parse(argc, argv);  // runs the chosen subcommand's callback

@@ -1,0 +1,192 @@
+// `fp4kit bench quantize`, run as a process (FP4KIT_CLI_PATH): without a CUDA GPU (or without CUDA
+// backends) it must fail cleanly (exit 1, the reason and the hint on stderr, nothing on stdout);
+// malformed options are usage errors (exit 2); on a GPU machine its JSON must carry every field,
+// with bytes, ratios, verdicts and the selected kernels that the library computes in-process.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "fp4kit/dispatch.hpp"
+#include "fp4kit/tensor.hpp"
+
+namespace fp4kit {
+namespace {
+
+using Json = nlohmann::json;
+
+// A scratch directory unique to the running test (ctest may run tests in parallel).
+std::filesystem::path scratch_dir() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  const std::filesystem::path dir = std::filesystem::path(FP4KIT_TEST_TMPDIR) / "cli_bench" /
+                                    (std::string(info->test_suite_name()) + "." + info->name());
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+std::string slurp(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+struct CliRun {
+  int status = -1;  // exit status; -1 when the process did not exit normally
+  std::string out;
+  std::string err;
+};
+
+// Runs `fp4kit ARGS` through the shell, stdout and stderr redirected to files. The dispatch
+// overrides of this process's environment are removed, so that the child selects as the
+// in-process expectation does.
+CliRun run_cli(const std::string& args) {
+  static int counter = 0;
+  const std::filesystem::path dir = scratch_dir();
+  const std::string tag = std::to_string(counter++);
+  const std::filesystem::path out = dir / ("stdout_" + tag + ".txt");
+  const std::filesystem::path err = dir / ("stderr_" + tag + ".txt");
+  const std::string command = "env -u FP4KIT_SMEM_BUDGET -u FP4KIT_FORCE_KERNEL '" + std::string(FP4KIT_CLI_PATH) +
+                              "' " + args + " >'" + out.string() + "' 2>'" + err.string() + "'";
+  const int raw = std::system(command.c_str());
+  CliRun r;
+  r.status = (raw != -1 && WIFEXITED(raw)) ? WEXITSTATUS(raw) : -1;
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+::testing::AssertionResult contains(const std::string& haystack, const std::string& needle) {
+  if (haystack.find(needle) != std::string::npos) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "\"" << haystack << "\" does not contain \"" << needle << "\"";
+}
+
+TEST(CliBench, HelpExitsZero) {
+  const CliRun bench = run_cli("bench --help");
+  EXPECT_EQ(bench.status, 0) << bench.err;
+  EXPECT_TRUE(contains(bench.out, "quantize"));
+
+  const CliRun quantize = run_cli("bench quantize --help");
+  EXPECT_EQ(quantize.status, 0) << quantize.err;
+  for (const char* option : {"--json", "--iters", "--shapes"}) EXPECT_TRUE(contains(quantize.out, option));
+}
+
+TEST(CliBench, MalformedOptionsAreUsageErrors) {
+  struct Case {
+    const char* args;
+    const char* message;  // a piece stderr must contain
+  };
+  const Case cases[] = {
+      {"bench quantize --shapes 12x", "'12x' is not RxC"},
+      {"bench quantize --shapes x4096", "'x4096' is not RxC"},
+      {"bench quantize --shapes 0x4096", "'0x4096' is not RxC"},
+      {"bench quantize --shapes 64x-16", "'64x-16' is not RxC"},
+      {"bench quantize --shapes 4096x4096,", "'' is not RxC"},
+      {"bench quantize --shapes 4096x100", "100 is not a multiple of 16"},
+      {"bench quantize --iters 5", "--iters"},
+      {"bench quantize --iters many", "--iters"},
+      {"bench quantize --frobnicate", "frobnicate"},
+      {"bench", "subcommand"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.args);
+    const CliRun r = run_cli(c.args);
+    EXPECT_EQ(r.status, 2) << r.err;
+    EXPECT_TRUE(contains(r.err, c.message));
+    EXPECT_EQ(r.out, "");
+  }
+}
+
+TEST(CliBench, NeedsCudaGpu) {
+  if (cuda_device_count() > 0) GTEST_SKIP() << "a CUDA GPU is visible: CliBench.JsonOnGpu runs the benchmark instead";
+  for (const char* args : {"bench quantize", "bench quantize --json", "bench quantize --shapes 256x256 --iters 20"}) {
+    SCOPED_TRACE(args);
+    const CliRun r = run_cli(args);
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_TRUE(contains(r.err, "fp4kit: error: bench quantize: the benchmark needs a CUDA GPU"));
+    EXPECT_TRUE(contains(r.err, "hint: run scripts/gpu-check.sh on a GPU machine"));
+    EXPECT_EQ(r.out, "") << "a failed benchmark must print no report";
+  }
+}
+
+// On a GPU machine: a small run, whose JSON must match the documented shape and what the library
+// computes in-process (bytes from Nvfp4Tensor::nbytes, kernels from Context::select).
+TEST(CliBench, JsonOnGpu) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU is visible: CliBench.NeedsCudaGpu covers this machine";
+  const CliRun r = run_cli("bench quantize --json --shapes 256x4096,48x1024 --iters 20");
+  ASSERT_EQ(r.status, 0) << r.err;
+  Json j;
+  ASSERT_NO_THROW(j = Json::parse(r.out)) << r.out;
+
+  Context& ctx = default_context();
+  const DeviceInfo& device = ctx.device({DeviceType::kCuda, 0});
+  EXPECT_EQ(j["device"]["name"], device.name);
+  EXPECT_EQ(j["device"]["sm_count"], device.sm_count);
+  EXPECT_EQ(j["device"]["l2_bytes"], device.l2_bytes);
+  const double copy_gbps = j["copy_gbps"].get<double>();
+  EXPECT_GT(copy_gbps, 0.0);
+  EXPECT_GE(j["timed_runs"].get<int>(), 20);
+
+  struct Mode {
+    const char* name;
+    Direction direction;
+    Rounding rounding;
+    double target;
+  };
+  const Mode modes[] = {
+      {"rowwise+columnwise rne", Direction::kBoth, Rounding::kNearest, 0.80},
+      {"rowwise+columnwise sr", Direction::kBoth, Rounding::kStochastic, 0.70},
+      {"rowwise rne", Direction::kRowwise, Rounding::kNearest, 0.80},
+  };
+  const int64_t shapes[][2] = {{256, 4096}, {48, 1024}};
+  const Json& results = j["results"];
+  ASSERT_EQ(results.size(), 6u);
+  for (int s = 0; s < 2; ++s) {
+    for (int m = 0; m < 3; ++m) {
+      const Json& e = results[static_cast<std::size_t>(s * 3 + m)];
+      SCOPED_TRACE(e.dump());
+      const int64_t rows = shapes[s][0], cols = shapes[s][1];
+      QuantParams params;
+      params.direction = modes[m].direction;
+      params.rounding = modes[m].rounding;
+      EXPECT_EQ(e["shape"], Json::array({rows, cols}));
+      EXPECT_EQ(e["dtype"], "bf16");
+      EXPECT_EQ(e["mode"], modes[m].name);
+      const Nvfp4Tensor host = Nvfp4Tensor::allocate(rows, cols, DType::kBF16, params);
+      EXPECT_EQ(e["bytes"].get<int64_t>(), 2 * rows * cols * 2 + static_cast<int64_t>(host.nbytes()));
+      const double median = e["median_us"].get<double>();
+      EXPECT_GT(median, 0.0);
+      EXPECT_LE(e["min_us"].get<double>(), median);
+      const double gbps = e["gbps"].get<double>();
+      EXPECT_NEAR(gbps, static_cast<double>(e["bytes"].get<int64_t>()) / (median * 1e3), 1e-6 * gbps);
+      EXPECT_NEAR(e["ratio"].get<double>(), gbps / copy_gbps, 1e-9 * gbps / copy_gbps);
+      EXPECT_EQ(e["target"].get<double>(), modes[m].target);
+      EXPECT_EQ(e["meets_target"].get<bool>(), e["ratio"].get<double>() >= modes[m].target);
+      EXPECT_EQ(e["verified"], s == 0 ? "bytes" : "amax");
+    }
+  }
+  // The selected kernels are those the library selects for the first shape's problems (every
+  // shape here chooses alike, or the value names each shape).
+  for (const Mode& m : modes) {
+    Problem p;
+    p.op = OpKind::kQuantize;
+    p.rows = shapes[0][0];
+    p.cols = shapes[0][1];
+    p.in_dtype = DType::kBF16;
+    p.params.direction = m.direction;
+    p.params.rounding = m.rounding;
+    const Selection sel = ctx.select(p, device);
+    ASSERT_TRUE(sel.ok());
+    EXPECT_TRUE(contains(j["selected"][m.name].get<std::string>(), sel.variant->name + " [" + sel.config.name + "]"));
+  }
+}
+
+}  // namespace
+}  // namespace fp4kit
