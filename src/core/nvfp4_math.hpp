@@ -39,10 +39,15 @@ struct GlobalScale {
 };
 
 // `amax` is the FINITE amax (>= 0) of the tensor or row.
+// NOTE: amax == 0 is tested BEFORE the division. Written as in the contract (divide, then test
+// `amax == 0 || S_enc == 0`), GCC 13 at -O1 and above concludes from 2688/amax == Inf that amax is
+// zero, which is false for a subnormal amax, and returns S_enc = 1 (seen on the GPU machine's
+// GCC 13.3; GCC 12 compiles it as written). Same values for every input, without the trap.
 FP4KIT_HD inline GlobalScale global_scale(float amax) {
+  if (!(amax > 0.0f)) return {1.0f, 1.0f};  // the finite amax is >= 0: this is amax == 0
   float s_enc = kGlobalScaleNumerator / amax;
   s_enc = fmin_num(s_enc, kFloatMax);
-  if (amax == 0.0f || s_enc == 0.0f) s_enc = 1.0f;
+  if (s_enc == 0.0f) s_enc = 1.0f;
   return {s_enc, 1.0f / s_enc};
 }
 

@@ -301,8 +301,12 @@ namespace {
 TEST(Quantize1D, SubnormalInputsUnderACallersFlushToZeroMode) {
   // A caller in FTZ/DAZ mode (torch.set_flush_denormal(True)) still gets the IEEE bytes, and its
   // mode back.
+  // Subnormal inputs built from bits (also the regression test of the GCC 13 global-scale trap:
+  // see global_scale in src/core/nvfp4_math.hpp).
   std::vector<float> v(16);
-  for (int i = 0; i < 16; ++i) v[static_cast<size_t>(i)] = (i % 2 ? -1.0f : 1.0f) * 1e-39f * static_cast<float>(i + 1) / 16.0f;
+  for (int i = 0; i < 16; ++i) {
+    v[static_cast<size_t>(i)] = bits_float((i % 2 ? 0x80000000u : 0u) | (0x00100000u + 0x1000u * static_cast<uint32_t>(i)));
+  }
   test::HostMatrix x(1, 16, v);
   const Nvfp4Tensor ieee = quantize(x.view(), QuantParams{});
   EXPECT_NE(test::scale(ieee.rowwise(), 0, 0), 0);  // subnormal amax: S_enc clamps to FLT_MAX
