@@ -143,22 +143,33 @@ FP4KIT_HD inline uint8_t quantize_rne_fast(float x, float senc_b) {
   return static_cast<uint8_t>(y < 0.0f ? (code | 8u) : code);
 }
 
+// u = byte / 256 without an integer-to-float conversion: 1 + byte/256 has the byte as the top of
+// its mantissa, and subtracting 1 is exact.
+FP4KIT_HD inline float sr_uniform(uint32_t rbyte) { return bits_float(0x3F800000u | (rbyte << 15)) - 1.0f; }
+
+// floor(v) for 0 <= v < 2^22, as the low bits of v + 1.5 * 2^23 rounded toward minus infinity
+// (the GPU adds with that rounding in one instruction; the host takes std::floor).
+FP4KIT_HD inline uint32_t floor_small(float v) {
+#if defined(__CUDA_ARCH__)
+  return float_bits(__fadd_rd(v, kRoundMagic)) & 0xFFu;
+#else
+  return static_cast<uint32_t>(std::floor(v));
+#endif
+}
+
 FP4KIT_HD inline uint8_t quantize_sr_fast(float x, float senc_b, uint32_t rbyte) {
-  const float y = scale_and_clamp(x, senc_b);
-  const float a = abs_f(y);
-  int code = 7;  // a == 6 stays
-  if (a < 6.0f) {
-    float scale;
-    int offset;
-    e2m1_region(a, scale, offset);
-    const int q = floor_to_int(a * scale);
-    const float step = 1.0f / scale;  // exact: 0.5, 1 or 2
-    const float lo = static_cast<float>(q) * step;
-    const float hi = lo + step;
-    const float u = static_cast<float>(rbyte) * (1.0f / 256.0f);
-    code = q + offset + (fmaf(u, step, a) >= hi ? 1 : 0);
-  }
-  return static_cast<uint8_t>(y < 0.0f ? (code | 8) : code);
+  const float y = x * senc_b;
+  const float a = fmin_num(abs_f(y), kE2m1Max);
+  const bool low = a < 2.0f, mid = a < 4.0f;
+  const float scale = low ? 2.0f : (mid ? 1.0f : 0.5f);
+  const float step = low ? 0.5f : (mid ? 1.0f : 2.0f);
+  const uint32_t offset = low ? 0u : (mid ? 2u : 4u);
+  // t = a + u * step, as the contract writes it; the result rounds up iff t reaches the upper
+  // neighbour, i.e. iff floor(t * scale) moves past floor(a * scale) (scale is a power of two,
+  // so t * scale is exact). At a == 6, t * 0.5 < 4 keeps code 7.
+  const float t = fmaf(sr_uniform(rbyte), step, a);
+  const uint32_t code = floor_small(t * scale) + offset;
+  return static_cast<uint8_t>(y < 0.0f ? (code | 8u) : code);
 }
 
 // Sign s_i of the RHT: -1 where bit i of the mask is set.

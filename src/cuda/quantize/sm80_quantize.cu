@@ -247,7 +247,9 @@ __device__ __forceinline__ void cp_async_wait(int pending) {
 // `stages` (1..4) tiles are in flight per CTA: a run-time value, so that one instantiation per mode
 // serves every configuration the dispatcher may pick.
 template <typename T, bool kRow, bool kCol, bool k2D, bool kSr, bool kRowScaled>
-__global__ void __launch_bounds__(kCastThreads) cast_kernel(const CastArgs a, const int stages) {
+// Five CTAs per SM (40 warps) hide the shared-memory and math latencies better than the four that
+// the unconstrained register count allows.
+__global__ void __launch_bounds__(kCastThreads, 5) cast_kernel(const CastArgs a, const int stages) {
   static_assert(kCastThreads == kCastTileRows * (kCastTileCols / 16), "one rowwise block per thread");
   static_assert(kCastThreads == kCastTileCols * (kCastTileRows / 16), "one columnwise block per thread");
   constexpr int kElem = sizeof(T);
