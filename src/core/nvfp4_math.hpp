@@ -100,46 +100,50 @@ FP4KIT_HD inline uint8_t quantize_sr(float x, float senc_b, uint32_t rbyte) {
 // The same two roundings computed by region instead of by comparison chains (fewer instructions
 // in the GPU kernels). On [0,2) the E2M1 grid is the multiples of 1/2 (codes 0..4), on [2,4) the
 // integers (codes 4..6), on [4,6] the multiples of 2 (codes 6..7): scale into the region's
-// integer grid, round there, add the region's code offset. Integer round-half-even picks the even
-// grid point, which is the even code, so these equal quantize_rne/quantize_sr bit for bit (tested
-// on the host over every tie and a dense sweep, and on the GPU through the kernels).
+// integer grid, round there, add the region's first code. Integer round-half-even picks the even
+// grid point, which is the even code, so these equal quantize_rne/quantize_sr bit for bit for
+// every non-NaN input (tested on the host over every tie and a dense sweep, and on the GPU through
+// the kernels; NaN never reaches them: a block holding one is written as zeros, §9).
 // ---------------------------------------------------------------------------------------------
-
-FP4KIT_HD inline int rint_half_even(float v) {
-#if defined(__CUDA_ARCH__)
-  return __float2int_rn(v);
-#else
-  return static_cast<int>(std::nearbyint(v));  // the default rounding mode: to nearest, ties to even
-#endif
-}
-
-FP4KIT_HD inline int floor_to_int(float v) {
-#if defined(__CUDA_ARCH__)
-  return __float2int_rd(v);
-#else
-  return static_cast<int>(std::floor(v));
-#endif
-}
-
-// The region of a in [0, 6]: the scale onto its integer grid and the code offset.
-FP4KIT_HD inline void e2m1_region(float a, float& scale, int& offset) {
-  scale = a < 2.0f ? 2.0f : (a < 4.0f ? 1.0f : 0.5f);
-  offset = a < 2.0f ? 0 : (a < 4.0f ? 2 : 4);
-}
 
 // 1.5 * 2^23: adding it to a value v in [0, 2^22) leaves round_half_even(v) in the low mantissa
 // bits of the sum (the FP32 addition rounds to nearest even), so no float-to-int conversion is
 // needed. The region's code offset is folded into the constant.
 inline constexpr float kRoundMagic = 12582912.0f;
 
+// |y| clamped to 6 (the clamp of NUMERICS §2, without the sign).
+FP4KIT_HD inline float abs_clamp6(float y) {
+#if defined(__CUDA_ARCH__)
+  return fminf(fabsf(y), kE2m1Max);  // one FMNMX with an absolute-value operand
+#else
+  return min_f(abs_f(y), kE2m1Max);
+#endif
+}
+
+// The E2M1 region of a in [0, 6] from its exponent: e = clamp(floor(log2 a), 0, 2) picks [0,2),
+// [2,4) or [4,6]; the grid spacing there is 2^(e-1) and the region's first code is 2e. Returned
+// as the clamped biased exponent 127 + e.
+FP4KIT_HD inline uint32_t e2m1_region_exponent(float a) {
+  const uint32_t eb = float_bits(a) >> 23;
+  return eb < 127u ? 127u : (eb > 129u ? 129u : eb);
+}
+
+// a * scale + magic; exact in either form, since a * scale is (scale is a power of two).
+FP4KIT_HD inline float scale_add(float a, float scale, float magic) {
+#if defined(__CUDA_ARCH__)
+  return __fmaf_rn(a, scale, magic);
+#else
+  return a * scale + magic;
+#endif
+}
+
 FP4KIT_HD inline uint8_t quantize_rne_fast(float x, float senc_b) {
   const float y = x * senc_b;
-  const float a = fmin_num(abs_f(y), kE2m1Max);  // |clamp(y, -6, 6)|
-  const bool low = a < 2.0f, mid = a < 4.0f;
-  const float scale = low ? 2.0f : (mid ? 1.0f : 0.5f);
-  const float magic = low ? kRoundMagic : (mid ? kRoundMagic + 2.0f : kRoundMagic + 4.0f);
-  const float scaled = a * scale;  // exact: a power of two
-  const uint32_t code = float_bits(scaled + magic) & 0xFu;
+  const float a = abs_clamp6(y);
+  const uint32_t eb = e2m1_region_exponent(a);
+  const float scale = bits_float((255u - eb) << 23);                        // 2^(1-e): 2, 1, 0.5
+  const float magic = bits_float(float_bits(kRoundMagic) + 2u * (eb - 127u));  // + first code 2e
+  const uint32_t code = float_bits(scale_add(a, scale, magic)) & 0xFu;
   return static_cast<uint8_t>(y < 0.0f ? (code | 8u) : code);
 }
 
@@ -159,16 +163,15 @@ FP4KIT_HD inline uint32_t floor_small(float v) {
 
 FP4KIT_HD inline uint8_t quantize_sr_fast(float x, float senc_b, uint32_t rbyte) {
   const float y = x * senc_b;
-  const float a = fmin_num(abs_f(y), kE2m1Max);
-  const bool low = a < 2.0f, mid = a < 4.0f;
-  const float scale = low ? 2.0f : (mid ? 1.0f : 0.5f);
-  const float step = low ? 0.5f : (mid ? 1.0f : 2.0f);
-  const uint32_t offset = low ? 0u : (mid ? 2u : 4u);
+  const float a = abs_clamp6(y);
+  const uint32_t eb = e2m1_region_exponent(a);
+  const float scale = bits_float((255u - eb) << 23);  // 2^(1-e)
+  const float step = bits_float((eb - 1u) << 23);     // 2^(e-1), the grid spacing
   // t = a + u * step, as the contract writes it; the result rounds up iff t reaches the upper
   // neighbour, i.e. iff floor(t * scale) moves past floor(a * scale) (scale is a power of two,
   // so t * scale is exact). At a == 6, t * 0.5 < 4 keeps code 7.
   const float t = fmaf(sr_uniform(rbyte), step, a);
-  const uint32_t code = floor_small(t * scale) + offset;
+  const uint32_t code = floor_small(t * scale) + 2u * (eb - 127u);
   return static_cast<uint8_t>(y < 0.0f ? (code | 8u) : code);
 }
 
