@@ -26,9 +26,13 @@ FP4KIT_HD constexpr int64_t cast_stage_bytes(int elem_bytes) { return kCastTileR
 // 2D scaling keeps the finite amax of every 16-element row block of the tile: 64 x 4 floats.
 FP4KIT_HD constexpr int64_t cast_block_amax_bytes() { return int64_t{kCastTileRows} * (kCastTileCols / 16) * 4; }
 
+// The columnwise output of a tile is staged before it is written, so that each column's 32 data
+// bytes and 4 scale bytes leave in whole sectors: 64 x 32 + 64 x 4 bytes.
+FP4KIT_HD constexpr int64_t cast_colwise_stage_bytes() { return int64_t{kCastTileCols} * (32 + 4); }
+
 // Dynamic shared memory of a configuration with `stages` tiles in flight.
 FP4KIT_HD constexpr int64_t cast_smem_bytes(int stages, int elem_bytes) {
-  return stages * cast_stage_bytes(elem_bytes) + cast_block_amax_bytes();
+  return stages * cast_stage_bytes(elem_bytes) + cast_block_amax_bytes() + cast_colwise_stage_bytes();
 }
 
 // The pipeline depths the registry offers (deepest first); the dispatcher keeps those that fit.

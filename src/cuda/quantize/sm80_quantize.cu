@@ -259,9 +259,13 @@ __global__ void __launch_bounds__(kCastThreads, 5) cast_kernel(const CastArgs a,
   extern __shared__ __align__(16) unsigned char smem[];
   // The buffers below are exactly cast_smem_bytes(stages, kElem): `stages` tiles, then the
   // block amaxes (checked against the formula for every depth the registry offers).
-  static_assert(4 * cast_stage_bytes(kElem) + cast_block_amax_bytes() == cast_smem_bytes(4, kElem));
-  static_assert(1 * cast_stage_bytes(kElem) + cast_block_amax_bytes() == cast_smem_bytes(1, kElem));
+  static_assert(4 * cast_stage_bytes(kElem) + cast_block_amax_bytes() + cast_colwise_stage_bytes() ==
+                cast_smem_bytes(4, kElem));
+  static_assert(1 * cast_stage_bytes(kElem) + cast_block_amax_bytes() + cast_colwise_stage_bytes() ==
+                cast_smem_bytes(1, kElem));
   float* block_amax = reinterpret_cast<float*>(smem + stages * cast_stage_bytes(kElem));  // [64][4]
+  uint8_t* col_data = smem + stages * cast_stage_bytes(kElem) + cast_block_amax_bytes();  // [64][32]
+  uint8_t* col_scales = col_data + kCastTileCols * 32;                                     // [64][4]
 
   const T* x = static_cast<const T*>(a.x);
   const int t = threadIdx.x;
@@ -343,7 +347,8 @@ __global__ void __launch_bounds__(kCastThreads, 5) cast_kernel(const CastArgs a,
       }
     }
     if constexpr (kCol) {
-      // Columnwise block: column lc of the tile, rows 16*rb .. 16*rb+15 (zero past R).
+      // Columnwise block: column lc of the tile, rows 16*rb .. 16*rb+15 (zero past R), encoded
+      // into the staging area: column lc's bytes of this tile are contiguous in the output.
       const int lc = t & 63, rb = t >> 6;
       const int64_t c = tc * kCastTileCols + lc;
       const int64_t r0 = tr * kCastTileRows + 16 * rb;
@@ -358,16 +363,46 @@ __global__ void __launch_bounds__(kCastThreads, 5) cast_kernel(const CastArgs a,
         bool bad = m >= kInfBits;
         float bamax = __uint_as_float(m);
         if constexpr (k2D) {
-          float m = 0.0f;
+          float mm = 0.0f;
 #pragma unroll
-          for (int i = 0; i < 16; ++i) m = fmaxf(m, block_amax[(16 * rb + i) * 4 + (lc >> 4)]);
-          bad = !is_finite(m);
-          bamax = m;
+          for (int i = 0; i < 16; ++i) mm = fmaxf(mm, block_amax[(16 * rb + i) * 4 + (lc >> 4)]);
+          bad = !is_finite(mm);
+          bamax = mm;
         }
-        const int64_t blk = r0 / 16;
         encode_store<kSr>(cv, bamax, bad, g_tensor, a.sr_seed, a.sr_offset,
-                          static_cast<uint64_t>(c * (padded_rows / 16) + blk), true,
-                          a.cw.data + c * a.cw.data_stride + 8 * blk, a.cw.scales + c * a.cw.scale_stride + blk);
+                          static_cast<uint64_t>(c * (padded_rows / 16) + r0 / 16), true, col_data + lc * 32 + 8 * rb,
+                          col_scales + lc * 4 + rb);
+      }
+      __syncthreads();
+      // Write-out: the tile's row blocks that exist (all 4 but in the last tile row), 16 bytes per
+      // thread where the output's row stride allows, whole sectors per column.
+      const int64_t blocks_left = (padded_rows - tr * kCastTileRows) / 16;
+      const int valid = blocks_left < 4 ? static_cast<int>(blocks_left) : 4;
+      if (t < 2 * kCastTileCols) {
+        const int col = t >> 1, half = t & 1;
+        const int64_t cc = tc * kCastTileCols + col;
+        if (cc < a.cols) {
+          uint8_t* dst = a.cw.data + cc * a.cw.data_stride + tr * 32;
+          const uint8_t* src = col_data + col * 32;
+          if (valid == 4 && (a.cw.data_stride % 16) == 0) {
+            *reinterpret_cast<uint4*>(dst + 16 * half) = *reinterpret_cast<const uint4*>(src + 16 * half);
+          } else {
+            for (int q = 2 * half; q < 2 * half + 2 && q < valid; ++q) {
+              *reinterpret_cast<uint2*>(dst + 8 * q) = *reinterpret_cast<const uint2*>(src + 8 * q);
+            }
+          }
+        }
+      } else if (t < 3 * kCastTileCols) {
+        const int col = t - 2 * kCastTileCols;
+        const int64_t cc = tc * kCastTileCols + col;
+        if (cc < a.cols) {
+          uint8_t* dst = a.cw.scales + cc * a.cw.scale_stride + tr * 4;
+          if (valid == 4 && (a.cw.scale_stride % 4) == 0) {
+            *reinterpret_cast<uint32_t*>(dst) = *reinterpret_cast<const uint32_t*>(col_scales + col * 4);
+          } else {
+            for (int q = 0; q < valid; ++q) dst[q] = col_scales[col * 4 + q];
+          }
+        }
       }
     }
     __syncthreads();  // the buffer (and block_amax) is reused by a later prefetch
