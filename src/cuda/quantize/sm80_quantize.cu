@@ -194,7 +194,9 @@ __global__ void amax_finalize_kernel(const uint32_t* amax_bits, const uint32_t* 
 struct CastArgs {
   const void* x;
   int64_t rows, cols, row_stride;
-  int64_t tiles_c, num_tiles;
+  // Tile counts fit 32 bits (the launcher checks): 32-bit division per tile instead of the
+  // ~100-instruction 64-bit one.
+  uint32_t tiles_c, num_tiles;
   PartPointers rw, cw;
   const float* amax;  // the finite amax: [1], or [rows] when row-scaled
   uint16_t pad;
@@ -247,9 +249,7 @@ __device__ __forceinline__ void cp_async_wait(int pending) {
 // `stages` (1..4) tiles are in flight per CTA: a run-time value, so that one instantiation per mode
 // serves every configuration the dispatcher may pick.
 template <typename T, bool kRow, bool kCol, bool k2D, bool kSr, bool kRowScaled>
-// Five CTAs per SM (40 warps) hide the shared-memory and math latencies better than the four that
-// the unconstrained register count allows.
-__global__ void __launch_bounds__(kCastThreads, 5) cast_kernel(const CastArgs a, const int stages) {
+__global__ void __launch_bounds__(kCastThreads) cast_kernel(const CastArgs a, const int stages) {
   static_assert(kCastThreads == kCastTileRows * (kCastTileCols / 16), "one rowwise block per thread");
   static_assert(kCastThreads == kCastTileCols * (kCastTileRows / 16), "one columnwise block per thread");
   constexpr int kElem = sizeof(T);
@@ -273,35 +273,35 @@ __global__ void __launch_bounds__(kCastThreads, 5) cast_kernel(const CastArgs a,
   detail::GlobalScale g_tensor{};
   if constexpr (!kRowScaled) g_tensor = detail::global_scale(a.amax[0]);
 
-  auto load_tile = [&](int64_t tile, int buf) {
-    const int64_t tr = tile / a.tiles_c, tc = tile - tr * a.tiles_c;
+  auto load_tile = [&](uint32_t tile, int buf) {
+    const uint32_t tr = tile / a.tiles_c, tc = tile - tr * a.tiles_c;
     unsigned char* dst = smem + buf * cast_stage_bytes(kElem);
 #pragma unroll
     for (int i = t; i < kChunks; i += kCastThreads) {
       const int lr = i / kChunksPerRow, lc = i % kChunksPerRow;
-      const int64_t r = tr * kCastTileRows + lr;
-      const int64_t c = tc * kCastTileCols + lc * (16 / kElem);
+      const int64_t r = int64_t{tr} * kCastTileRows + lr;
+      const int64_t c = int64_t{tc} * kCastTileCols + lc * (16 / kElem);
       const bool valid = r < a.rows && c < a.cols;
       cp_async16(dst + lr * kPitch + lc * 16, valid ? static_cast<const void*>(x + r * a.row_stride + c) : a.x, valid);
     }
   };
 
-  const int64_t first = blockIdx.x, step = gridDim.x;
+  const uint32_t first = blockIdx.x, step = gridDim.x;
   for (int s = 0; s < stages - 1; ++s) {
-    if (first + s * step < a.num_tiles) load_tile(first + s * step, s);
+    if (first + static_cast<uint32_t>(s) * step < a.num_tiles) load_tile(first + static_cast<uint32_t>(s) * step, s);
     cp_async_commit();
   }
   int buf = 0;
-  for (int64_t tile = first; tile < a.num_tiles; tile += step) {
+  for (uint32_t tile = first; tile < a.num_tiles; tile += step) {
     // Prefetch the tile stages-1 ahead into the buffer freed at the end of the last iteration.
-    const int64_t ahead = tile + (stages - 1) * step;
+    const uint32_t ahead = tile + static_cast<uint32_t>(stages - 1) * step;  // < 2^31 + 3 * grid
     if (ahead < a.num_tiles) load_tile(ahead, (buf + stages - 1) % stages);
     cp_async_commit();
     cp_async_wait(stages - 1);
     __syncthreads();
 
     const unsigned char* tile_smem = smem + buf * cast_stage_bytes(kElem);
-    const int64_t tr = tile / a.tiles_c, tc = tile - tr * a.tiles_c;
+    const int64_t tr = tile / a.tiles_c, tc = tile - static_cast<uint32_t>(tr) * a.tiles_c;
 
     // Rowwise block of this thread: row lr, columns 16*b .. 16*b+15 of the tile.
     const int lr = t >> 2, b = t & 3;
@@ -530,7 +530,7 @@ void run_cast(const CastArgs& args, const QuantParams& p, int stages, int sm_cou
     detail::fail(ErrorCode::kInternal, detail::cat(what, ": ", smem, " B of shared memory leaves no CTA resident"));
   }
   // A persistent grid: every SM full, each CTA streaming several tiles through its pipeline.
-  const int64_t grid = std::min<int64_t>(args.num_tiles, int64_t{per_sm} * sm_count);
+  const int64_t grid = std::min<int64_t>(int64_t{args.num_tiles}, int64_t{per_sm} * sm_count);
   if (grid <= 0) return;
   kernel<<<static_cast<unsigned>(grid), kCastThreads, static_cast<size_t>(smem), s>>>(args, stages);
   FP4KIT_CUDA_CHECK(cudaGetLastError(), what);
@@ -603,8 +603,15 @@ void launch_quantize(const SourceMatrix& x, const QuantParams& params, const Par
   args.rows = x.rows;
   args.cols = x.cols;
   args.row_stride = x.row_stride;
-  args.tiles_c = (x.cols + kCastTileCols - 1) / kCastTileCols;
-  args.num_tiles = (x.rows + kCastTileRows - 1) / kCastTileRows * args.tiles_c;
+  const int64_t tiles_c = (x.cols + kCastTileCols - 1) / kCastTileCols;
+  const int64_t num_tiles = (x.rows + kCastTileRows - 1) / kCastTileRows * tiles_c;
+  if (num_tiles >= (int64_t{1} << 31)) {
+    detail::fail(ErrorCode::kShapeMismatch,
+                 detail::cat("quantize: [", x.rows, ", ", x.cols, "] has ", num_tiles, " 64x64 tiles; the CUDA cast takes fewer than 2^31"),
+                 "quantize the tensor in slices of rows");
+  }
+  args.tiles_c = static_cast<uint32_t>(tiles_c);
+  args.num_tiles = static_cast<uint32_t>(num_tiles);
   args.rw = rowwise;
   args.cw = columnwise;
   args.amax = amax;
