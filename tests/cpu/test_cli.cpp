@@ -19,57 +19,21 @@
 #include "fp4kit/formats.hpp"
 #include "fp4kit/ops.hpp"
 #include "fp4kit/recipe.hpp"
+#include "cli_runner.hpp"
 #include "io.hpp"
 
 namespace fp4kit::cli {
 namespace {
 
-// A scratch directory unique to the running test (ctest may run tests in parallel).
-std::filesystem::path scratch_dir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  const std::filesystem::path dir = std::filesystem::path(FP4KIT_TEST_TMPDIR) / "cli" /
-                                    (std::string(info->test_suite_name()) + "." + info->name());
-  std::filesystem::create_directories(dir);
-  return dir;
-}
+using test::CliRun;
+using test::contains;
+using test::slurp;
+
+std::filesystem::path scratch_dir() { return test::scratch_dir("cli"); }
 std::string scratch(const std::string& name) { return (scratch_dir() / name).string(); }
-
-std::string slurp(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-struct CliRun {
-  int status = -1;  // exit status; -1 when the process did not exit normally
-  std::string out;
-  std::string err;
-};
-
-// Runs `fp4kit ARGS` through the shell, stdout and stderr redirected to files.
-CliRun run_cli(const std::string& args) {
-  static int counter = 0;
-  const std::filesystem::path dir = scratch_dir();
-  const std::string tag = std::to_string(counter++);
-  const std::filesystem::path out = dir / ("stdout_" + tag + ".txt");
-  const std::filesystem::path err = dir / ("stderr_" + tag + ".txt");
-  const std::string command =
-      "'" + std::string(FP4KIT_CLI_PATH) + "' " + args + " >'" + out.string() + "' 2>'" + err.string() + "'";
-  const int raw = std::system(command.c_str());
-  CliRun r;
-  r.status = (raw != -1 && WIFEXITED(raw)) ? WEXITSTATUS(raw) : -1;
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
+CliRun run_cli(const std::string& args) { return test::run_cli(args, "cli"); }
 
 std::string q(const std::string& path) { return "'" + path + "'"; }
-
-::testing::AssertionResult contains(const std::string& haystack, const std::string& needle) {
-  if (haystack.find(needle) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\"" << haystack << "\" does not contain \"" << needle << "\"";
-}
 
 // Gaussian values whose scale varies by row and by 16-column block, so blocks get different E4M3
 // scales (some far below the tensor amax).

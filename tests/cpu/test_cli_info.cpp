@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_runner.hpp"
 #include "fp4kit/dispatch.hpp"
 #include "fp4kit/error.hpp"
 #include "fp4kit/recipe.hpp"
@@ -23,52 +24,10 @@ namespace {
 
 using Json = nlohmann::json;
 
-// A scratch directory unique to the running test (ctest may run tests in parallel).
-std::filesystem::path scratch_dir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  const std::filesystem::path dir = std::filesystem::path(FP4KIT_TEST_TMPDIR) / "cli_info" /
-                                    (std::string(info->test_suite_name()) + "." + info->name());
-  std::filesystem::create_directories(dir);
-  return dir;
-}
+using test::CliRun;
+using test::contains;
 
-std::string slurp(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-struct CliRun {
-  int status = -1;  // exit status; -1 when the process did not exit normally
-  std::string out;
-  std::string err;
-};
-
-// Runs `fp4kit ARGS` through the shell with the dispatch overrides of this process's environment
-// removed (so the child and the in-process expectation see the same settings), plus `env_set`
-// ("FP4KIT_SMEM_BUDGET=65536").
-CliRun run_cli(const std::string& args, const std::string& env_set = "") {
-  static int counter = 0;
-  const std::filesystem::path dir = scratch_dir();
-  const std::string tag = std::to_string(counter++);
-  const std::filesystem::path out = dir / ("stdout_" + tag + ".txt");
-  const std::filesystem::path err = dir / ("stderr_" + tag + ".txt");
-  const std::string command = "env -u FP4KIT_SMEM_BUDGET -u FP4KIT_FORCE_KERNEL " + env_set + " '" +
-                              std::string(FP4KIT_CLI_PATH) + "' " + args + " >'" + out.string() + "' 2>'" +
-                              err.string() + "'";
-  const int raw = std::system(command.c_str());
-  CliRun r;
-  r.status = (raw != -1 && WIFEXITED(raw)) ? WEXITSTATUS(raw) : -1;
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
-
-::testing::AssertionResult contains(const std::string& haystack, const std::string& needle) {
-  if (haystack.find(needle) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\"" << haystack << "\" does not contain \"" << needle << "\"";
-}
+CliRun run_cli(const std::string& args, const std::string& env_set = "") { return test::run_cli(args, "cli_info", env_set); }
 
 // Parses the child's stdout as JSON; fails the test (with the output) when it is not.
 Json parse_json(const CliRun& r) {
