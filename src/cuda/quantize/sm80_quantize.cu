@@ -273,35 +273,56 @@ __global__ void __launch_bounds__(kCastThreads) cast_kernel(const CastArgs a, co
   detail::GlobalScale g_tensor{};
   if constexpr (!kRowScaled) g_tensor = detail::global_scale(a.amax[0]);
 
-  auto load_tile = [&](uint32_t tile, int buf) {
-    const uint32_t tr = tile / a.tiles_c, tc = tile - tr * a.tiles_c;
+  // The tiles of this CTA: blockIdx.x, then every gridDim.x-th, walked as (tile row, tile column)
+  // cursors advanced by addition (one division at the start instead of two per tile).
+  struct Cursor {
+    uint32_t tile, tr, tc;
+  };
+  const uint32_t step = gridDim.x, step_r = step / a.tiles_c, step_c = step - step_r * a.tiles_c;
+  auto cursor_at = [&](uint32_t tile) { return Cursor{tile, tile / a.tiles_c, tile % a.tiles_c}; };
+  auto advance = [&](Cursor& k) {
+    k.tile += step;
+    k.tr += step_r;
+    k.tc += step_c;
+    if (k.tc >= a.tiles_c) {
+      k.tc -= a.tiles_c;
+      ++k.tr;
+    }
+  };
+
+  // This thread's 16-byte chunks of a staged tile, fixed for the whole kernel.
+  static_assert(kChunks % kCastThreads == 0, "every thread copies the same number of chunks");
+  constexpr int kChunksPerThread = kChunks / kCastThreads;
+  auto load_tile = [&](const Cursor& k, int buf) {
     unsigned char* dst = smem + buf * cast_stage_bytes(kElem);
 #pragma unroll
-    for (int i = t; i < kChunks; i += kCastThreads) {
+    for (int q = 0; q < kChunksPerThread; ++q) {
+      const int i = t + q * kCastThreads;
       const int lr = i / kChunksPerRow, lc = i % kChunksPerRow;
-      const int64_t r = int64_t{tr} * kCastTileRows + lr;
-      const int64_t c = int64_t{tc} * kCastTileCols + lc * (16 / kElem);
+      const int64_t r = int64_t{k.tr} * kCastTileRows + lr;
+      const int64_t c = int64_t{k.tc} * kCastTileCols + lc * (16 / kElem);
       const bool valid = r < a.rows && c < a.cols;
       cp_async16(dst + lr * kPitch + lc * 16, valid ? static_cast<const void*>(x + r * a.row_stride + c) : a.x, valid);
     }
   };
 
-  const uint32_t first = blockIdx.x, step = gridDim.x;
+  Cursor ahead = cursor_at(blockIdx.x);
   for (int s = 0; s < stages - 1; ++s) {
-    if (first + static_cast<uint32_t>(s) * step < a.num_tiles) load_tile(first + static_cast<uint32_t>(s) * step, s);
+    if (ahead.tile < a.num_tiles) load_tile(ahead, s);
     cp_async_commit();
+    advance(ahead);
   }
   int buf = 0;
-  for (uint32_t tile = first; tile < a.num_tiles; tile += step) {
+  for (Cursor cur = cursor_at(blockIdx.x); cur.tile < a.num_tiles; advance(cur)) {
     // Prefetch the tile stages-1 ahead into the buffer freed at the end of the last iteration.
-    const uint32_t ahead = tile + static_cast<uint32_t>(stages - 1) * step;  // < 2^31 + 3 * grid
-    if (ahead < a.num_tiles) load_tile(ahead, (buf + stages - 1) % stages);
+    if (ahead.tile < a.num_tiles) load_tile(ahead, (buf + stages - 1) % stages);
     cp_async_commit();
+    advance(ahead);
     cp_async_wait(stages - 1);
     __syncthreads();
 
     const unsigned char* tile_smem = smem + buf * cast_stage_bytes(kElem);
-    const int64_t tr = tile / a.tiles_c, tc = tile - static_cast<uint32_t>(tr) * a.tiles_c;
+    const int64_t tr = cur.tr, tc = cur.tc;
 
     // Rowwise block of this thread: row lr, columns 16*b .. 16*b+15 of the tile.
     const int lr = t >> 2, b = t & 3;
