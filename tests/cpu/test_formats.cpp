@@ -5,6 +5,7 @@
 #include <limits>
 #include <vector>
 
+#include "core/nvfp4_math.hpp"
 #include "fp4kit/formats.hpp"
 
 namespace fp4kit {
@@ -180,12 +181,10 @@ TEST(Formats, UsableInConstantExpressions) {
 }  // namespace
 }  // namespace fp4kit
 
-// The region-based roundings the GPU kernels use equal the contract's comparison chains.
-#include "core/nvfp4_math.hpp"
-
 namespace fp4kit {
 namespace {
 
+// The region-based roundings the GPU kernels use equal the contract's comparison chains.
 TEST(FastRounding, EqualsTheReferenceOnTiesAndADenseSweep) {
   std::vector<float> probes;
   for (int c = 0; c < 8; ++c) {

@@ -12,6 +12,10 @@
 
 #include "test_util.hpp"
 
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
+
 namespace fp4kit {
 namespace {
 
@@ -293,8 +297,6 @@ TEST(Quantize, OutputsAreDeterministicAndQuantizeIntoOverwritesPoison) {
 }  // namespace fp4kit
 
 #if defined(__x86_64__)
-#include <xmmintrin.h>
-
 namespace fp4kit {
 namespace {
 
