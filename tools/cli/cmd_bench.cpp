@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "format.hpp"
 #include "fp4kit/dispatch.hpp"
 #include "fp4kit/error.hpp"
 #include "fp4kit/ops.hpp"
@@ -135,25 +136,6 @@ Problem quantize_problem(const Shape& s, const QuantParams& params) {
 }
 
 std::string shape_text(const Shape& s) { return std::to_string(s.rows) + "x" + std::to_string(s.cols); }
-
-std::string fixed(double v, int decimals) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
-  return buf;
-}
-
-// 52428800 -> "50 MiB" (one decimal when not whole).
-std::string iec(int64_t bytes) {
-  static const char* const kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int unit = 0;
-  double v = static_cast<double>(bytes);
-  while (v >= 1024.0 && unit < 4) {
-    v /= 1024.0;
-    ++unit;
-  }
-  const bool whole = v == static_cast<double>(static_cast<int64_t>(v));
-  return (whole ? std::to_string(static_cast<int64_t>(v)) : fixed(v, 1)) + " " + kUnits[unit];
-}
 
 // --- CUDA plumbing --------------------------------------------------------------------------------
 

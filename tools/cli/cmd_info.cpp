@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "format.hpp"
 #include "fp4kit/dispatch.hpp"
 #include "fp4kit/error.hpp"
 #include "fp4kit/ops.hpp"
@@ -87,25 +88,6 @@ std::string parse_shape(const std::string& text, LayerShape& shape) {
 int64_t round_up(int64_t v, int64_t multiple) { return (v + multiple - 1) / multiple * multiple; }
 
 // --- Formatting ------------------------------------------------------------------------------------
-
-std::string fixed1(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.1f", v);
-  return buf;
-}
-
-// 101376 -> "99 KiB", 52428800 -> "50 MiB", 85899345920 -> "80 GiB" (one decimal when not whole).
-std::string iec(int64_t bytes) {
-  static const char* const kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int unit = 0;
-  double v = static_cast<double>(bytes);
-  while (v >= 1024.0 && unit < 4) {
-    v /= 1024.0;
-    ++unit;
-  }
-  const bool whole = v == static_cast<double>(static_cast<int64_t>(v));
-  return (whole ? std::to_string(static_cast<int64_t>(v)) : fixed1(v)) + " " + kUnits[unit];
-}
 
 // Shared memory: the exact byte count first, "101376 B (99 KiB)".
 std::string smem_text(int64_t bytes) {
