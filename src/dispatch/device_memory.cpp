@@ -6,36 +6,15 @@
 
 #if defined(FP4KIT_HAVE_CUDA)
 #include <cuda_runtime.h>
+
+#include "cuda/common/cuda_check.hpp"
 #endif
 
 namespace fp4kit::detail {
 
 #if defined(FP4KIT_HAVE_CUDA)
 
-namespace {
-// Makes `index` current for the lifetime of the guard, restoring the caller's device after.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int index) {
-    if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
-    if (previous_ != index) {
-      const cudaError_t e = cudaSetDevice(index);
-      if (e != cudaSuccess) {
-        fail(ErrorCode::kCudaError, cat("cudaSetDevice(", index, ") failed: ", cudaGetErrorString(e)),
-             "check the device index against `nvidia-smi -L` and CUDA_VISIBLE_DEVICES");
-      }
-    }
-  }
-  ~DeviceGuard() {
-    if (previous_ >= 0) cudaSetDevice(previous_);
-  }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int previous_ = -1;
-};
-}  // namespace
+using cuda::DeviceGuard;
 
 void* device_alloc(std::size_t bytes, int device_index) {
   DeviceGuard guard(device_index);

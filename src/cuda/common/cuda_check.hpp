@@ -24,15 +24,27 @@ inline void check(cudaError_t e, const char* call, const std::string& context) {
 class DeviceGuard {
  public:
   explicit DeviceGuard(int index) {
-    check(cudaGetDevice(&previous_), "cudaGetDevice", "");
-    if (previous_ != index) check(cudaSetDevice(index), "cudaSetDevice", detail::cat("cuda:", index));
+    if (cudaGetDevice(&previous_) != cudaSuccess) {
+      cudaGetLastError();
+      previous_ = -1;
+    }
+    if (previous_ != index) {
+      const cudaError_t e = cudaSetDevice(index);
+      if (e != cudaSuccess) {
+        cudaGetLastError();
+        detail::fail(ErrorCode::kCudaError, detail::cat("cudaSetDevice(", index, ") failed: ", cudaGetErrorString(e)),
+                     "check the device index against `nvidia-smi -L` and CUDA_VISIBLE_DEVICES");
+      }
+    }
   }
-  ~DeviceGuard() { cudaSetDevice(previous_); }
+  ~DeviceGuard() {
+    if (previous_ >= 0) cudaSetDevice(previous_);
+  }
   DeviceGuard(const DeviceGuard&) = delete;
   DeviceGuard& operator=(const DeviceGuard&) = delete;
 
  private:
-  int previous_ = 0;
+  int previous_ = -1;
 };
 
 // "" when `kernel` has an image loadable on device `index`, else the reason (cudaFuncGetAttributes).
