@@ -90,6 +90,7 @@ typedef struct fp4kit_quant_params {
   uint16_t rht_mask;
   uint64_t sr_seed;
   uint64_t sr_offset;
+  int32_t swizzled_scales; /* bool: also write the GEMM-swizzled scales (FP4KIT_FIELD_SCALES_SWIZZLED) */
 } fp4kit_quant_params;
 
 typedef struct fp4kit_recipe {
@@ -108,7 +109,8 @@ typedef struct fp4kit_nvfp4 fp4kit_nvfp4;
 typedef enum fp4kit_nvfp4_field {
   FP4KIT_FIELD_DATA = 0,   /* U8 [rows, ceil(cols/16)*8] */
   FP4KIT_FIELD_SCALES = 1, /* E4M3 [rows, ceil(cols/16)] */
-  FP4KIT_FIELD_AMAX = 2    /* F32 [1] or [rows] */
+  FP4KIT_FIELD_AMAX = 2,   /* F32 [1] or [rows] */
+  FP4KIT_FIELD_SCALES_SWIZZLED = 3 /* U8 [swizzled bytes], when quantized with swizzled_scales */
 } fp4kit_nvfp4_field;
 
 typedef struct fp4kit_gemm_operand {

@@ -55,6 +55,9 @@ struct Nvfp4Part {
   TensorView data;    // U8   [rows, ceil(cols/16)*8]: element 2i in the low nibble
   TensorView scales;  // E4M3 [rows, ceil(cols/16)]: compact layout, row-major
   TensorView amax;    // F32  [1], or [rows] when row-scaled: the FINITE amax the scales derive from
+  // U8 [swizzled_scale_bytes(rows, ceil(cols/16))] (fp4kit/layout.hpp): the same scales in the
+  // GEMM-swizzled layout, padding zero; present only when params.swizzled_scales.
+  TensorView scales_swizzled;
   Nvfp4Geometry geometry;
   bool present = false;
 };

@@ -57,6 +57,9 @@ struct QuantParams {
   // Stochastic rounding stream (§8): Philox key = seed, counter words 2..3 = offset.
   uint64_t sr_seed = 0;
   uint64_t sr_offset = 0;
+  // Also write each part's scales in the GEMM-swizzled layout (NUMERICS §10) next to the compact
+  // ones, for GEMMs that read that layout (cuBLASLt block scaling, Blackwell tensor cores).
+  bool swizzled_scales = false;
 };
 
 }  // namespace fp4kit

@@ -268,6 +268,7 @@ fp4kit::QuantParams to_cpp(const fp4kit_quant_params& p, const char* function, c
   q.rht_mask = p.rht_mask;
   q.sr_seed = p.sr_seed;
   q.sr_offset = p.sr_offset;
+  q.swizzled_scales = p.swizzled_scales != 0;
   return q;
 }
 
@@ -281,6 +282,7 @@ fp4kit_quant_params to_c(const fp4kit::QuantParams& q) noexcept {
   p.rht_mask = q.rht_mask;
   p.sr_seed = q.sr_seed;
   p.sr_offset = q.sr_offset;
+  p.swizzled_scales = q.swizzled_scales ? 1 : 0;
   return p;
 }
 
@@ -493,13 +495,20 @@ fp4kit_status fp4kit_nvfp4_field_view(const fp4kit_nvfp4* tensor, fp4kit_directi
     require(tensor, kFn, "tensor");
     require(out, kFn, "out");
     const fp4kit::Direction d = to_single_direction(raw_enum(direction), kFn, "direction");
-    require_range(raw_enum(field), FP4KIT_FIELD_DATA, FP4KIT_FIELD_AMAX, kFn, "`field`",
-                  "FP4KIT_FIELD_DATA, FP4KIT_FIELD_SCALES or FP4KIT_FIELD_AMAX");
+    require_range(raw_enum(field), FP4KIT_FIELD_DATA, FP4KIT_FIELD_SCALES_SWIZZLED, kFn, "`field`",
+                  "FP4KIT_FIELD_DATA, FP4KIT_FIELD_SCALES, FP4KIT_FIELD_AMAX or FP4KIT_FIELD_SCALES_SWIZZLED");
     const fp4kit::Nvfp4Part& part = tensor->tensor.part(d);  // throws if that direction is absent
     switch (field) {
       case FP4KIT_FIELD_DATA: *out = to_c(part.data); break;
       case FP4KIT_FIELD_SCALES: *out = to_c(part.scales); break;
       case FP4KIT_FIELD_AMAX: *out = to_c(part.amax); break;
+      case FP4KIT_FIELD_SCALES_SWIZZLED:
+        if (part.scales_swizzled.data == nullptr) {
+          throw fp4kit::Error(ErrorCode::kInvalidArgument, "fp4kit_nvfp4_field_view: the NVFP4 tensor has no swizzled scales",
+                              "quantize with swizzled_scales = 1");
+        }
+        *out = to_c(part.scales_swizzled);
+        break;
     }
   });
 }

@@ -97,19 +97,19 @@ FP4KIT_HD inline uint8_t quantize_sr(float x, float senc_b, uint32_t rbyte) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The same two roundings computed by region instead of by comparison chains (fewer instructions
-// in the GPU kernels). On [0,2) the E2M1 grid is the multiples of 1/2 (codes 0..4), on [2,4) the
-// integers (codes 4..6), on [4,6] the multiples of 2 (codes 6..7): scale into the region's
-// integer grid, round there, add the region's first code. Integer round-half-even picks the even
-// grid point, which is the even code, so these equal quantize_rne/quantize_sr bit for bit for
-// every non-NaN input (tested on the host over every tie and a dense sweep, and on the GPU through
-// the kernels; NaN never reaches them: a block holding one is written as zeros, §9).
+// The same two roundings in the form the GPU kernels use: a handful of integer and FP32 operations
+// per element, no comparison chain, and the sign folded into a constant. They return FP32 bits
+// whose low nibble is the E2M1 code (sign included) and whose bits 4..15 are zero, so that
+// pack_nibbles() below can assemble eight codes with shifts and adds.
+//
+// The E2M1 grid is uniform per region: the multiples of 1/2 on [0,2) (codes 0..4), the integers
+// on [2,4) (codes 4..6), the multiples of 2 on [4,6] (codes 6..7). With a = min(|y|, 6) and
+// e = max(biased exponent of a, 127) (127, 128, 129 for the three regions; a <= 6 keeps e <= 129)
+// the region's spacing is 2^(e-128). Both roundings equal quantize_rne / quantize_sr bit for bit
+// for every non-NaN input (tested on the host over every tie, zeros of both signs and a dense
+// sweep, and on the GPU through the kernels; NaN never reaches them: a block holding one is
+// written as zeros, §9).
 // ---------------------------------------------------------------------------------------------
-
-// 1.5 * 2^23: adding it to a value v in [0, 2^22) leaves round_half_even(v) in the low mantissa
-// bits of the sum (the FP32 addition rounds to nearest even), so no float-to-int conversion is
-// needed. The region's code offset is folded into the constant.
-inline constexpr float kRoundMagic = 12582912.0f;
 
 // |y| clamped to 6 (the clamp of NUMERICS §2, without the sign).
 FP4KIT_HD inline float abs_clamp6(float y) {
@@ -120,59 +120,71 @@ FP4KIT_HD inline float abs_clamp6(float y) {
 #endif
 }
 
-// The E2M1 region of a in [0, 6] from its exponent: e = clamp(floor(log2 a), 0, 2) picks [0,2),
-// [2,4) or [4,6]; the grid spacing there is 2^(e-1) and the region's first code is 2e. Returned
-// as the clamped biased exponent 127 + e.
 FP4KIT_HD inline uint32_t e2m1_region_exponent(float a) {
   const uint32_t eb = float_bits(a) >> 23;
-  return eb < 127u ? 127u : (eb > 129u ? 129u : eb);
+  return eb < 127u ? 127u : eb;
 }
 
-// a * scale + magic; exact in either form, since a * scale is (scale is a power of two).
-FP4KIT_HD inline float scale_add(float a, float scale, float magic) {
+// Round to nearest even: t = a + M where M = 2^(e-105) has the region's spacing as its ulp, so
+// the FP32 addition itself rounds a to the grid (ties to the even grid point, which is the even
+// code). M's mantissa also carries the region's first code 2(e-127) and 8 for a negative y: both
+// even, so they change neither the rounding nor its tie-breaking, and the sum's low nibble is the
+// code. M = e * 0x00800002 + (0x4A800000 - 127 * 0x00800002) [+ 8]: one integer multiply-add.
+// "Negative" is y < 0: -0.0 gives code 0, a negative value that rounds to zero gives code 8.
+inline constexpr uint32_t kRneMagicBase = 0x4A800000u - 127u * 0x00800002u;
+
+FP4KIT_HD inline uint32_t e2m1_rne_bits(float y) {
+  const float a = abs_clamp6(y);
+  const uint32_t magic = e2m1_region_exponent(a) * 0x00800002u + (y < 0.0f ? kRneMagicBase + 8u : kRneMagicBase);
+  return float_bits(a + bits_float(magic));
+}
+
+// Stochastic rounding, NUMERICS §8: with s = 2^(128-e) (the inverse spacing) and u = byte/256,
+// the contract's t = fmaf(u, step, a) rounds up iff floor(t * s) > floor(a * s), and t * s =
+// RN(a * s + u) exactly (s is a power of two). Scaled by 256 that is one FMA with the byte as its
+// addend: v = fmaf(a, 256 s, byte) = 256 RN(a s + u). floor(v / 256) is the grid index, read off
+// the mantissa of 2^31 + v rounded toward minus infinity (ulp 256 there); the region's first code
+// and the sign go into that constant as above.
+inline constexpr uint32_t kSrMagicBase = 0x4F000000u - 127u * 2u;  // 2^31, minus 2 * 127
+
+// `byte_2p23` is the random byte as the float 2^23 + byte (the GPU builds it with one byte permute).
+FP4KIT_HD inline uint32_t e2m1_sr_bits_2p23(float y, float byte_2p23) {
+  const float a = abs_clamp6(y);
+  const uint32_t e = e2m1_region_exponent(a);
+  const float s256 = bits_float((263u - e) << 23);  // 256 * 2^(128-e): 512, 256, 128
+  const uint32_t magic = e * 2u + (y < 0.0f ? kSrMagicBase + 8u : kSrMagicBase);
+  const float fbyte = byte_2p23 - 8388608.0f;  // exact
 #if defined(__CUDA_ARCH__)
-  return __fmaf_rn(a, scale, magic);
+  const float v = __fmaf_rn(a, s256, fbyte);
+  return float_bits(__fadd_rd(v, bits_float(magic)));
 #else
-  return a * scale + magic;
+  const float v = std::fma(a, s256, fbyte);
+  return magic + static_cast<uint32_t>(std::floor(v * (1.0f / 256.0f)));
 #endif
 }
 
-FP4KIT_HD inline uint8_t quantize_rne_fast(float x, float senc_b) {
-  const float y = x * senc_b;
-  const float a = abs_clamp6(y);
-  const uint32_t eb = e2m1_region_exponent(a);
-  const float scale = bits_float((255u - eb) << 23);                        // 2^(1-e): 2, 1, 0.5
-  const float magic = bits_float(float_bits(kRoundMagic) + 2u * (eb - 127u));  // + first code 2e
-  const uint32_t code = float_bits(scale_add(a, scale, magic)) & 0xFu;
-  return static_cast<uint8_t>(y < 0.0f ? (code | 8u) : code);
+FP4KIT_HD inline uint32_t e2m1_sr_bits(float y, uint32_t rbyte) {
+  return e2m1_sr_bits_2p23(y, bits_float(0x4B000000u | rbyte));
 }
 
-// u = byte / 256 without an integer-to-float conversion: 1 + byte/256 has the byte as the top of
-// its mantissa, and subtracting 1 is exact.
-FP4KIT_HD inline float sr_uniform(uint32_t rbyte) { return bits_float(0x3F800000u | (rbyte << 15)) - 1.0f; }
-
-// floor(v) for 0 <= v < 2^22, as the low bits of v + 1.5 * 2^23 rounded toward minus infinity
-// (the GPU adds with that rounding in one instruction; the host takes std::floor).
-FP4KIT_HD inline uint32_t floor_small(float v) {
+// Eight results of e2m1_*_bits (low nibble = code, bits 4..15 zero) packed into one word,
+// element 0 in the lowest nibble: pairs and quads by shift-and-add (the zero bits keep the
+// garbage above bit 15 out of the low half), then one byte permute.
+FP4KIT_HD inline uint32_t pack_nibbles(const uint32_t (&t)[8]) {
+  const uint32_t p01 = (t[1] << 4) + t[0], p23 = (t[3] << 4) + t[2];
+  const uint32_t p45 = (t[5] << 4) + t[4], p67 = (t[7] << 4) + t[6];
+  const uint32_t q0 = (p23 << 8) + p01, q1 = (p67 << 8) + p45;
 #if defined(__CUDA_ARCH__)
-  return float_bits(__fadd_rd(v, kRoundMagic)) & 0xFFu;
+  return __byte_perm(q0, q1, 0x5410);
 #else
-  return static_cast<uint32_t>(std::floor(v));
+  return (q0 & 0xFFFFu) | (q1 << 16);
 #endif
 }
 
-FP4KIT_HD inline uint8_t quantize_sr_fast(float x, float senc_b, uint32_t rbyte) {
-  const float y = x * senc_b;
-  const float a = abs_clamp6(y);
-  const uint32_t eb = e2m1_region_exponent(a);
-  const float scale = bits_float((255u - eb) << 23);  // 2^(1-e)
-  const float step = bits_float((eb - 1u) << 23);     // 2^(e-1), the grid spacing
-  // t = a + u * step, as the contract writes it; the result rounds up iff t reaches the upper
-  // neighbour, i.e. iff floor(t * scale) moves past floor(a * scale) (scale is a power of two,
-  // so t * scale is exact). At a == 6, t * 0.5 < 4 keeps code 7.
-  const float t = fmaf(sr_uniform(rbyte), step, a);
-  const uint32_t code = floor_small(t * scale) + 2u * (eb - 127u);
-  return static_cast<uint8_t>(y < 0.0f ? (code | 8u) : code);
+// Four results packed into 16 bits (the f32 kernels hold four elements per 16-byte load).
+FP4KIT_HD inline uint32_t pack_nibbles4(const uint32_t (&t)[4]) {
+  const uint32_t p01 = (t[1] << 4) + t[0], p23 = (t[3] << 4) + t[2];
+  return ((p23 << 8) + p01) & 0xFFFFu;
 }
 
 // Sign s_i of the RHT: -1 where bit i of the mask is set.

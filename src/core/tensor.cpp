@@ -6,6 +6,7 @@
 
 #include "core/check.hpp"
 #include "core/memory.hpp"
+#include "fp4kit/layout.hpp"
 
 namespace fp4kit {
 
@@ -82,26 +83,27 @@ Buffer::Buffer(std::size_t bytes, Device device) : bytes_(bytes), device_(device
 namespace {
 
 struct PartSizes {
-  int64_t data_bytes, scale_bytes, amax_count;
+  int64_t data_bytes, scale_bytes, amax_count, swizzled_bytes;
 };
 
-PartSizes part_sizes(const Nvfp4Geometry& g, bool row_scaled) {
-  return {g.rows * g.data_bytes_per_row(), g.rows * g.blocks_per_row(), row_scaled ? g.rows : 1};
+PartSizes part_sizes(const Nvfp4Geometry& g, const QuantParams& params) {
+  return {g.rows * g.data_bytes_per_row(), g.rows * g.blocks_per_row(), params.row_scaled ? g.rows : 1,
+          params.swizzled_scales ? swizzled_scale_bytes(g.rows, g.blocks_per_row()) : 0};
 }
 
 std::size_t align64(std::size_t x) { return (x + 63) / 64 * 64; }
 
 // Bytes place_part() uses for one part.
-std::size_t part_bytes(const Nvfp4Geometry& g, bool row_scaled) {
-  const PartSizes s = part_sizes(g, row_scaled);
+std::size_t part_bytes(const Nvfp4Geometry& g, const QuantParams& params) {
+  const PartSizes s = part_sizes(g, params);
   return align64(static_cast<std::size_t>(s.data_bytes)) + align64(static_cast<std::size_t>(s.scale_bytes)) +
-         align64(static_cast<std::size_t>(s.amax_count) * sizeof(float));
+         align64(static_cast<std::size_t>(s.amax_count) * sizeof(float)) + align64(static_cast<std::size_t>(s.swizzled_bytes));
 }
 
 // Lays out one part inside `base` at `offset` (64-byte aligned pieces).
-Nvfp4Part place_part(char* base, std::size_t& offset, const Nvfp4Geometry& g, bool row_scaled, Device device) {
+Nvfp4Part place_part(char* base, std::size_t& offset, const Nvfp4Geometry& g, const QuantParams& params, Device device) {
   const auto align = align64;
-  const PartSizes s = part_sizes(g, row_scaled);
+  const PartSizes s = part_sizes(g, params);
   Nvfp4Part p;
   p.geometry = g;
   p.present = true;
@@ -111,10 +113,15 @@ Nvfp4Part place_part(char* base, std::size_t& offset, const Nvfp4Geometry& g, bo
   offset = align(offset + static_cast<std::size_t>(s.scale_bytes));
   p.amax = TensorView::vector(base + offset, DType::kF32, s.amax_count, device);
   offset = align(offset + static_cast<std::size_t>(s.amax_count) * sizeof(float));
+  if (params.swizzled_scales) {
+    p.scales_swizzled = TensorView::vector(base + offset, DType::kU8, s.swizzled_bytes, device);
+    offset = align(offset + static_cast<std::size_t>(s.swizzled_bytes));
+  }
   return p;
 }
 
-void check_part(const Nvfp4Part& p, const Nvfp4Geometry& g, bool row_scaled, Device device, const char* name) {
+void check_part(const Nvfp4Part& p, const Nvfp4Geometry& g, const QuantParams& params, Device device, const char* name) {
+  const bool row_scaled = params.row_scaled;
   const std::string what = cat("Nvfp4Tensor ", name);
   const auto check_matrix = [&](const TensorView& v, const char* field, DType dtype, int64_t rows, int64_t cols) {
     const std::string w = what + "." + field;
@@ -126,6 +133,13 @@ void check_part(const Nvfp4Part& p, const Nvfp4Geometry& g, bool row_scaled, Dev
   check_matrix(p.data, "data", DType::kU8, g.rows, g.data_bytes_per_row());
   check_matrix(p.scales, "scales", DType::kE4M3, g.rows, g.blocks_per_row());
   detail::check_vector(p.amax, (what + ".amax").c_str(), DType::kF32, row_scaled ? g.rows : 1, device);
+  if (params.swizzled_scales) {
+    detail::check_vector(p.scales_swizzled, (what + ".scales_swizzled").c_str(), DType::kU8,
+                         swizzled_scale_bytes(g.rows, g.blocks_per_row()), device);
+  } else if (p.scales_swizzled.data != nullptr) {
+    fail(ErrorCode::kInvalidArgument, cat(what, ".scales_swizzled is set but params.swizzled_scales is false"),
+         "set params.swizzled_scales, or leave the swizzled view empty");
+  }
   if (p.geometry.rows != g.rows || p.geometry.cols != g.cols) {
     fail(ErrorCode::kShapeMismatch, cat(what, " geometry is [", p.geometry.rows, ", ", p.geometry.cols,
                                         "], expected [", g.rows, ", ", g.cols, "]"));
@@ -144,15 +158,17 @@ Nvfp4Tensor Nvfp4Tensor::allocate(int64_t rows, int64_t cols, DType source_dtype
   const bool cw = has_columnwise(params.direction);
   // One allocation for everything: parts, then the two non-finite counters.
   std::size_t total = 0;
-  if (rw) total += part_bytes(rowwise_geometry(rows, cols), params.row_scaled);
-  if (cw) total += part_bytes(columnwise_geometry(rows, cols), false);
+  QuantParams cw_params = params;
+  cw_params.row_scaled = false;  // the columnwise part never is
+  if (rw) total += part_bytes(rowwise_geometry(rows, cols), params);
+  if (cw) total += part_bytes(columnwise_geometry(rows, cols), cw_params);
   const std::size_t counts_offset = total;
   total += 64;
   Buffer buffer(total, device);
   char* base = static_cast<char*>(buffer.data());
   std::size_t offset = 0;
-  if (rw) t.rowwise_ = place_part(base, offset, rowwise_geometry(rows, cols), params.row_scaled, device);
-  if (cw) t.columnwise_ = place_part(base, offset, columnwise_geometry(rows, cols), false, device);
+  if (rw) t.rowwise_ = place_part(base, offset, rowwise_geometry(rows, cols), params, device);
+  if (cw) t.columnwise_ = place_part(base, offset, columnwise_geometry(rows, cols), cw_params, device);
   t.nonfinite_ = TensorView::vector(base + counts_offset, DType::kU32, 2, device);
   t.storage_ = buffer.share();
   return t;
@@ -169,8 +185,10 @@ Nvfp4Tensor Nvfp4Tensor::from_parts(const Nvfp4Meta& meta, const Nvfp4Part& roww
              rowwise.present || columnwise.present ? "" : " none"));
   }
   const Device device = nonfinite_counts.device;
-  if (rw) check_part(rowwise, rowwise_geometry(meta.rows, meta.cols), meta.params.row_scaled, device, "rowwise");
-  if (cw) check_part(columnwise, columnwise_geometry(meta.rows, meta.cols), false, device, "columnwise");
+  QuantParams cw_params = meta.params;
+  cw_params.row_scaled = false;
+  if (rw) check_part(rowwise, rowwise_geometry(meta.rows, meta.cols), meta.params, device, "rowwise");
+  if (cw) check_part(columnwise, columnwise_geometry(meta.rows, meta.cols), cw_params, device, "columnwise");
   detail::check_vector(nonfinite_counts, "Nvfp4Tensor nonfinite_counts", DType::kU32, 2, device);
   Nvfp4Tensor t;
   t.meta_ = meta;
@@ -198,7 +216,8 @@ const Nvfp4Part& Nvfp4Tensor::part(Direction d) const {
 std::size_t Nvfp4Tensor::nbytes() const noexcept {
   std::size_t n = 0;
   for (const Nvfp4Part* p : {&rowwise_, &columnwise_}) {
-    if (p->present) n += p->data.nbytes() + p->scales.nbytes() + p->amax.nbytes();
+    if (p->present) n += p->data.nbytes() + p->scales.nbytes() + p->amax.nbytes() +
+                        (p->scales_swizzled.data ? p->scales_swizzled.nbytes() : 0);
   }
   return n;
 }

@@ -36,7 +36,7 @@ struct Chosen {
   Selection selection;
   const DeviceInfo* device;
   const std::string& name() const { return selection.variant->name; }
-  int stages() const { return selection.config.stages; }
+  int warps() const { return selection.config.threads / 32; }
 };
 
 Chosen choose(const Target& target, const Problem& problem) {
@@ -85,8 +85,14 @@ cuda::SourceMatrix source_of(const Matrix& m) { return {m.data, m.dtype, m.rows,
 
 cuda::PartPointers pointers_of(const Nvfp4Part& p) {
   if (!p.present) return {};
-  return {static_cast<uint8_t*>(p.data.data), static_cast<uint8_t*>(p.scales.data), static_cast<float*>(p.amax.data),
-          p.data.strides[0], p.scales.strides[0]};
+  cuda::PartPointers q;
+  q.data = static_cast<uint8_t*>(p.data.data);
+  q.scales = static_cast<uint8_t*>(p.scales.data);
+  q.scales_swizzled = static_cast<uint8_t*>(p.scales_swizzled.data);
+  q.amax = static_cast<float*>(p.amax.data);
+  q.data_stride = p.data.strides[0];
+  q.scale_stride = p.scales.strides[0];
+  return q;
 }
 #endif
 
@@ -157,7 +163,7 @@ void run_quantize(const Chosen& c, const Matrix& m, const QuantParams& params, N
 #if defined(FP4KIT_HAVE_CUDA)
   if (c.name() == "sm80_quantize_b16" || c.name() == "sm80_quantize_f32") {
     return cuda::launch_quantize(source_of(m), params, pointers_of(out.rowwise()), pointers_of(out.columnwise()),
-                                 out.nonfinite_counts().ptr<uint32_t>(), c.stages(), c.device->sm_count,
+                                 out.nonfinite_counts().ptr<uint32_t>(), c.warps(), c.device->sm_count,
                                  target.device.index, target.stream);
   }
 #endif

@@ -127,6 +127,11 @@ void quantize(const Matrix& x, const QuantParams& params, const Nvfp4Tensor& out
   counts[1] = stats.inf_count;
   if (has_rowwise(params.direction)) quantize_direction(rowwise_source(x), params, false, out.rowwise());
   if (has_columnwise(params.direction)) quantize_direction(columnwise_source(x, params), params, true, out.columnwise());
+  if (params.swizzled_scales) {
+    for (const Nvfp4Part* part : {&out.rowwise(), &out.columnwise()}) {
+      if (part->present) swizzle_scales(detail::as_matrix(part->scales, "quantize: scales"), part->scales_swizzled.ptr<uint8_t>());
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

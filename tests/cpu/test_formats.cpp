@@ -185,7 +185,7 @@ namespace fp4kit {
 namespace {
 
 // The region-based roundings the GPU kernels use equal the contract's comparison chains.
-TEST(FastRounding, EqualsTheReferenceOnTiesAndADenseSweep) {
+TEST(FastRounding, EqualsTheReferenceOnTiesZerosAndADenseSweep) {
   std::vector<float> probes;
   for (int c = 0; c < 8; ++c) {
     for (int d = 0; d < 8; ++d) {
@@ -194,18 +194,38 @@ TEST(FastRounding, EqualsTheReferenceOnTiesAndADenseSweep) {
     }
   }
   for (uint32_t bits = 0x3E000000u; bits <= 0x40E00000u; bits += 97) probes.push_back(bits_float(bits));  // 0.125 .. 7
-  probes.insert(probes.end(), {0.0f, 1e-30f, 6.0f, 7.0f, 1e30f});
+  for (uint32_t bits = 0; bits < 0x3E000000u; bits += 0x3FFFF) probes.push_back(bits_float(bits));  // 0 .. 0.125
+  probes.insert(probes.end(), {0.0f, 1e-45f, 1e-30f, 6.0f, 7.0f, 1e30f, kFloatMax});
+  int tested = 0;
   for (float p : probes) {
     for (float x : {p, -p}) {
-      for (float senc : {1.0f, 0.5f, 3.0f}) {
-        ASSERT_EQ(detail::quantize_rne_fast(x, senc), detail::quantize_rne(x, senc)) << x << " * " << senc;
+      // 1e-30 makes the product of a small x underflow to a signed zero: -0.0 must give code 0.
+      for (float senc : {1.0f, 0.5f, 3.0f, 1e-30f}) {
+        const float y = x * senc;
+        ASSERT_EQ(detail::e2m1_rne_bits(y) & 0xFFF0u, 0u) << y;  // what pack_nibbles relies on
+        ASSERT_EQ(detail::e2m1_rne_bits(y) & 0xFu, detail::quantize_rne(x, senc)) << x << " * " << senc;
         for (uint32_t byte : {0u, 1u, 77u, 128u, 200u, 255u}) {
-          ASSERT_EQ(detail::quantize_sr_fast(x, senc, byte), detail::quantize_sr(x, senc, byte))
-              << x << " * " << senc << " byte " << byte;
+          const uint32_t bits = detail::e2m1_sr_bits(y, byte);
+          ASSERT_EQ(bits & 0xFFF0u, 0u) << y;
+          ASSERT_EQ(bits & 0xFu, detail::quantize_sr(x, senc, byte)) << x << " * " << senc << " byte " << byte;
         }
+        ++tested;
       }
     }
   }
+  EXPECT_GT(tested, 100000);
+  EXPECT_EQ(detail::e2m1_rne_bits(-0.0f) & 0xFu, 0u);
+  EXPECT_EQ(detail::e2m1_rne_bits(-1e-30f) & 0xFu, 8u);
+}
+
+TEST(FastRounding, PacksEightCodesLowNibbleFirst) {
+  uint32_t t[8];
+  for (int j = 0; j < 8; ++j) t[j] = detail::e2m1_rne_bits(j % 2 ? -e2m1_to_float(static_cast<uint8_t>(j)) : e2m1_to_float(static_cast<uint8_t>(j)));
+  uint32_t want = 0;
+  for (int j = 0; j < 8; ++j) want |= (static_cast<uint32_t>(j) | (j % 2 ? 8u : 0u)) << (4 * j);
+  EXPECT_EQ(detail::pack_nibbles(t), want);
+  const uint32_t t4[4] = {t[0], t[1], t[2], t[3]};
+  EXPECT_EQ(detail::pack_nibbles4(t4), want & 0xFFFFu);
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 // Label `gpu`: skipped, with the reason, where no CUDA device is present.
 #include <gtest/gtest.h>
 
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <vector>
@@ -69,6 +71,52 @@ TEST(DeviceCodecs, MatchTheHostBitForBit) {
   cudaFree(d_enc);
   cudaFree(d_e2m1);
   cudaFree(d_philox);
+}
+
+
+// The cast kernels round block scales with the hardware conversion (cvt.rn.satfinite.e4m3x2.f32)
+// and decode them with cvt.rn.f16x2.e4m3x2. Every non-negative FP32 value up to FLT_MAX (the range
+// of min(bamax * mult, FLT_MAX)) must give the reference codec's byte, and every byte its value.
+__global__ void hw_e4m3_kernel(unsigned long long* mismatches, uint32_t* first_bad) {
+  const uint64_t stride = uint64_t{gridDim.x} * blockDim.x;
+  unsigned long long bad = 0;
+  for (uint64_t b = blockIdx.x * uint64_t{blockDim.x} + threadIdx.x; b <= 0x7F7FFFFFu; b += stride) {
+    const float v = __uint_as_float(static_cast<uint32_t>(b));
+    const uint32_t hw = __nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3);
+    if (hw != e4m3_rne_satfinite(v)) {
+      ++bad;
+      atomicMin(first_bad, static_cast<uint32_t>(b));
+    }
+  }
+  if (threadIdx.x < 256 && blockIdx.x == 0) {
+    const uint8_t byte = static_cast<uint8_t>(threadIdx.x);
+    if ((byte & 0x7F) != 0x7F) {
+      const float hw = __half2float(__half(__nv_cvt_fp8_to_halfraw(byte, __NV_E4M3)));
+      if (__float_as_uint(hw) != float_bits(e4m3_to_float(byte))) ++bad;
+    }
+  }
+  if (bad) atomicAdd(mismatches, bad);
+}
+
+TEST(DeviceCodecs, HardwareE4m3ConversionsEqualTheReferenceOnEveryFloat) {
+  require_gpu();
+  if (testing::Test::IsSkipped()) return;
+  unsigned long long* d_bad = nullptr;
+  uint32_t* d_first = nullptr;
+  FP4KIT_TEST_CUDA(cudaMalloc(&d_bad, sizeof(unsigned long long)));
+  FP4KIT_TEST_CUDA(cudaMalloc(&d_first, sizeof(uint32_t)));
+  FP4KIT_TEST_CUDA(cudaMemset(d_bad, 0, sizeof(unsigned long long)));
+  FP4KIT_TEST_CUDA(cudaMemset(d_first, 0xFF, sizeof(uint32_t)));
+  hw_e4m3_kernel<<<4096, 256>>>(d_bad, d_first);
+  FP4KIT_TEST_CUDA(cudaGetLastError());
+  unsigned long long bad = 0;
+  uint32_t first = 0;
+  FP4KIT_TEST_CUDA(cudaMemcpy(&bad, d_bad, sizeof bad, cudaMemcpyDeviceToHost));
+  FP4KIT_TEST_CUDA(cudaMemcpy(&first, d_first, sizeof first, cudaMemcpyDeviceToHost));
+  EXPECT_EQ(bad, 0u) << "first mismatching FP32 bits 0x" << std::hex << first << ": hardware "
+                     << "and reference disagree";
+  cudaFree(d_bad);
+  cudaFree(d_first);
 }
 
 }  // namespace

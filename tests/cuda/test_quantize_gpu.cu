@@ -156,6 +156,7 @@ struct PartBytes {
   int64_t scale_row_bytes = 1;  // ceil(cols/16)
   std::vector<uint8_t> data, scales;
   std::vector<uint32_t> amax;   // FP32 bits: [1], or [rows] when row-scaled
+  std::vector<uint8_t> swizzled;  // the GEMM-swizzled scales, when requested
 };
 
 struct QuantBytes {
@@ -185,6 +186,10 @@ PartBytes snapshot_part(const Nvfp4Part& p, Device device) {
   copy_to_host(s.data.data(), p.data, device);
   copy_to_host(s.scales.data(), p.scales, device);
   copy_to_host(s.amax.data(), p.amax, device);
+  if (p.scales_swizzled.data) {
+    s.swizzled.resize(p.scales_swizzled.nbytes());
+    copy_to_host(s.swizzled.data(), p.scales_swizzled, device);
+  }
   return s;
 }
 
@@ -249,6 +254,7 @@ testing::AssertionResult same_quant(const QuantBytes& got, const QuantBytes& wan
     collect(failures, same_elements(std::string(name) + " data", g->data, w->data, w->data_row_bytes, "byte"));
     collect(failures, same_elements(std::string(name) + " scales", g->scales, w->scales, w->scale_row_bytes, "block"));
     collect(failures, same_elements(std::string(name) + " amax bits", g->amax, w->amax, 1, "value"));
+    collect(failures, same_elements(std::string(name) + " swizzled scales", g->swizzled, w->swizzled, 512, "byte"));
   }
   if (got.counts != want.counts) {
     failures += "\n  nonfinite_counts {NaN, Inf}: gpu {" + std::to_string(got.counts[0]) + ", " +
@@ -549,6 +555,8 @@ QuantParams make_params(Direction d, BlockScaling b, Rounding r, bool row_scaled
     p.sr_seed = kSrSeed;
     p.sr_offset = kSrOffset;
   }
+  // The modes with both outputs also write the GEMM-swizzled scales of both (NUMERICS §10).
+  p.swizzled_scales = d == Direction::kBoth;
   return p;
 }
 
@@ -646,6 +654,7 @@ class GpuTest : public testing::Test {
       poison(part->data.data, part->data.nbytes());
       poison(part->scales.data, part->scales.nbytes());
       poison(part->amax.data, part->amax.nbytes());
+      if (part->scales_swizzled.data) poison(part->scales_swizzled.data, part->scales_swizzled.nbytes());
     }
     poison(q.nonfinite_counts().data, q.nonfinite_counts().nbytes());
   }

@@ -10,32 +10,30 @@
 
 namespace fp4kit::cuda {
 
-// A CTA stages tiles of 64 rows x 64 columns of x. With 256 threads, each thread owns one rowwise
-// 16-element block (row t/4, block t%4) and one columnwise block (column t%64, rows 16*(t/64)..).
-inline constexpr int kCastTileRows = 64;
-inline constexpr int kCastTileCols = 64;
-inline constexpr int kCastThreads = 256;
+// The cast works in registers: a thread loads 16 rows x 16 bytes of x (8 elements of a 16-bit
+// type, 4 of f32), so a warp covers a band of 16 rows x 512 bytes and a CTA stacks `warps` bands:
+// a tile of 16*warps rows x (512 / element bytes) columns.
+//  - rowwise: a 16-element block is held by 16 / (16 / element bytes) neighbouring lanes (2 or 4),
+//    which combine their partial maxima by shuffles;
+//  - columnwise: a thread holds whole blocks (16 rows of each of its columns).
+// Shared memory only stages the columnwise output of a tile, so that each column's bytes leave
+// in whole sectors; it is double-buffered, hence one barrier per tile.
+inline constexpr int kCastBandRows = 16;
+inline constexpr int kCastBandBytes = 512;
 
-// One staged tile row: 64 elements plus 16 bytes of padding, so that the rowwise 16-byte reads of
-// a quarter-warp land in distinct banks.
-FP4KIT_HD constexpr int64_t cast_tile_pitch(int elem_bytes) { return int64_t{kCastTileCols} * elem_bytes + 16; }
+FP4KIT_HD constexpr int cast_tile_rows(int warps) { return kCastBandRows * warps; }
+FP4KIT_HD constexpr int cast_tile_cols(int elem_bytes) { return kCastBandBytes / elem_bytes; }
 
-// Bytes of one pipeline stage: a tile of x.
-FP4KIT_HD constexpr int64_t cast_stage_bytes(int elem_bytes) { return kCastTileRows * cast_tile_pitch(elem_bytes); }
-
-// 2D scaling keeps the finite amax of every 16-element row block of the tile: 64 x 4 floats.
-FP4KIT_HD constexpr int64_t cast_block_amax_bytes() { return int64_t{kCastTileRows} * (kCastTileCols / 16) * 4; }
-
-// The columnwise output of a tile is staged before it is written, so that each column's 32 data
-// bytes and 4 scale bytes leave in whole sectors: 64 x 32 + 64 x 4 bytes.
-FP4KIT_HD constexpr int64_t cast_colwise_stage_bytes() { return int64_t{kCastTileCols} * (32 + 4); }
-
-// Dynamic shared memory of a configuration with `stages` tiles in flight.
-FP4KIT_HD constexpr int64_t cast_smem_bytes(int stages, int elem_bytes) {
-  return stages * cast_stage_bytes(elem_bytes) + cast_block_amax_bytes() + cast_colwise_stage_bytes();
+// One staging buffer: per tile column, `warps` 8-byte data chunks and `warps` scale bytes.
+FP4KIT_HD constexpr int64_t cast_stage_bytes(int warps, int elem_bytes) {
+  return int64_t{cast_tile_cols(elem_bytes)} * warps * (8 + 1);
 }
 
-// The pipeline depths the registry offers (deepest first); the dispatcher keeps those that fit.
-inline constexpr int kCastStageChoices[] = {4, 3, 2, 1};
+// Dynamic shared memory of a configuration: two staging buffers.
+FP4KIT_HD constexpr int64_t cast_smem_bytes(int warps, int elem_bytes) { return 2 * cast_stage_bytes(warps, elem_bytes); }
+
+// The CTA sizes the registry offers (warps per CTA, largest tile first); the dispatcher keeps
+// those that fit.
+inline constexpr int kCastWarpChoices[] = {8, 4};
 
 }  // namespace fp4kit::cuda

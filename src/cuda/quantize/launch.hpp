@@ -20,6 +20,7 @@ struct SourceMatrix {
 struct PartPointers {  // one direction of an NVFP4 tensor, in device memory
   uint8_t* data = nullptr;    // [rows, data_stride bytes]
   uint8_t* scales = nullptr;  // [rows, scale_stride bytes]
+  uint8_t* scales_swizzled = nullptr;  // optional: the GEMM-swizzled copy (NUMERICS §10), padding zeroed
   float* amax = nullptr;      // [1] or [rows]
   int64_t data_stride = 0;
   int64_t scale_stride = 0;
@@ -31,10 +32,10 @@ void launch_amax(const SourceMatrix& x, bool per_row, float* finite_amax, float*
                  int device, void* stream);
 
 // The whole quantize op: amax pass(es), then the one-pass cast writing the present parts.
-// `stages` is the configuration chosen by the dispatcher (its shared memory is
-// cast_smem_bytes(stages, element size)).
+// `warps` (per CTA) is the configuration chosen by the dispatcher (its shared memory is
+// cast_smem_bytes(warps, element size)).
 void launch_quantize(const SourceMatrix& x, const QuantParams& params, const PartPointers& rowwise,
-                     const PartPointers& columnwise, uint32_t* nonfinite_counts, int stages, int sm_count, int device,
+                     const PartPointers& columnwise, uint32_t* nonfinite_counts, int warps, int sm_count, int device,
                      void* stream);
 
 // Dequantize one part (rows x padded_cols codes) into out [rows, out_cols] (out_cols <= padded).

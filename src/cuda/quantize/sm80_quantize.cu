@@ -4,12 +4,11 @@
 // quantize = amax pass + cast pass, both reading x once:
 //   amax: 16-byte loads, grid-stride; per-tensor: warp/block max then one atomicMax per CTA on
 //         the float's bits (non-negative floats order like their bits); per-row: a warp per row.
-//   cast: a persistent grid; each CTA streams 64x64 tiles of x through a cp.async pipeline of
-//         `stages` shared-memory buffers and writes both outputs from the staged tile: a thread
-//         owns one rowwise block (row t/4, block t%4) and one columnwise block (column t%64, rows
-//         16*(t/64)...). The scalar formulas are those of src/core/nvfp4_math.hpp, the same code
-//         the reference runs.
+//   cast: a persistent grid of CTAs streaming register tiles, last tile first so that what the
+//         amax pass read last is still in L2 (see cast_kernel). The scalar formulas are those of
+//         src/core/nvfp4_math.hpp, the code the reference is tested against.
 #include <cuda_bf16.h>
+#include <cuda_fp8.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -21,6 +20,7 @@
 #include "cuda/common/cuda_check.hpp"
 #include "cuda/quantize/cast_config.hpp"
 #include "cuda/quantize/launch.hpp"
+#include "fp4kit/layout.hpp"
 
 namespace fp4kit::cuda {
 
@@ -199,237 +199,302 @@ struct CastArgs {
   uint32_t tiles_c, num_tiles;
   PartPointers rw, cw;
   const float* amax;  // the finite amax: [1], or [rows] when row-scaled
-  uint16_t pad;
   uint64_t sr_seed, sr_offset;
 };
 
-// Encodes one 16-element block (NUMERICS §2, §8, §9) and stores its 8 data bytes and scale byte.
-template <bool kSr>
-__device__ __forceinline__ void encode_store(const float* v, float bamax, bool nonfinite, const detail::GlobalScale& g,
-                                             uint64_t seed, uint64_t offset, uint64_t block, bool columnwise,
-                                             uint8_t* data, uint8_t* scale) {
-  if (nonfinite) {  // §9: NaN scale, zero data: the block dequantizes to NaN
-    *reinterpret_cast<uint2*>(data) = make_uint2(0u, 0u);
-    *scale = kE4m3Nan;
-    return;
+__device__ __forceinline__ uint32_t word_of(const uint4& r, int i) {
+  return i == 0 ? r.x : (i == 1 ? r.y : (i == 2 ? r.z : r.w));
+}
+
+// What the cast needs of an input type: elements per 16-byte chunk, element e of a chunk as FP32,
+// and the FP32 bits of a 16-bit magnitude (NaN and Inf stay >= kInfBits).
+template <typename T>
+struct In;
+template <>
+struct In<__nv_bfloat16> {
+  static constexpr int kVec = 8;
+  static __device__ __forceinline__ float at(const uint4& r, int e) {
+    const uint32_t w = word_of(r, e >> 1);
+    return __uint_as_float((e & 1) ? (w & 0xFFFF0000u) : (w << 16));
   }
-  const uint8_t sb = detail::block_scale_byte(bamax, g);
-  const float senc = detail::block_encode_scale(sb, g);
-  detail::Philox4x32 rnd{};
-  if constexpr (kSr) rnd = detail::sr_block_random(seed, offset, block, columnwise);
-  uint32_t word[2] = {0u, 0u};
+  static __device__ __forceinline__ uint32_t mag_bits(uint32_t h) { return h << 16; }
+};
+template <>
+struct In<__half> {
+  static constexpr int kVec = 8;
+  static __device__ __forceinline__ float at(const uint4& r, int e) {
+    const uint32_t w = word_of(r, e >> 1);
+    return __half2float(__ushort_as_half(static_cast<unsigned short>((e & 1) ? (w >> 16) : (w & 0xFFFFu))));
+  }
+  static __device__ __forceinline__ uint32_t mag_bits(uint32_t h) {
+    return h >= 0x7C00u ? kInfBits | (h & 0x3FFu) : __float_as_uint(__half2float(__ushort_as_half(static_cast<unsigned short>(h))));
+  }
+};
+template <>
+struct In<float> {
+  static constexpr int kVec = 4;
+  static __device__ __forceinline__ float at(const uint4& r, int e) { return __uint_as_float(word_of(r, e)); }
+};
+
+// The largest |element| of each column of a thread's 16 x kVec elements, as FP32 bits.
+template <typename T>
+__device__ __forceinline__ void column_max_bits(const uint4 (&raw)[16], uint32_t (&m)[In<T>::kVec]) {
+  if constexpr (sizeof(T) == 4) {
 #pragma unroll
-  for (int j = 0; j < 16; ++j) {
-    uint32_t code;
-    if constexpr (kSr) code = detail::quantize_sr_fast(v[j], senc, detail::sr_byte(rnd, j));
-    else code = detail::quantize_rne_fast(v[j], senc);
-    word[j >> 3] |= code << (4 * (j & 7));  // element 2i in the low nibble of byte i
-  }
-  *reinterpret_cast<uint2*>(data) = make_uint2(word[0], word[1]);
-  *scale = sb;
-}
-
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
-  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  // src-size 0 zero-fills the 16 bytes: rows past R and columns past C become zeros, which change
-  // neither an amax nor the zero padding of the last columnwise block.
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-// Waits until at most `pending` (0..3, the pipeline depth - 1) copy groups are outstanding.
-__device__ __forceinline__ void cp_async_wait(int pending) {
-  switch (pending) {
-    case 0: asm volatile("cp.async.wait_group 0;\n" ::); break;
-    case 1: asm volatile("cp.async.wait_group 1;\n" ::); break;
-    case 2: asm volatile("cp.async.wait_group 2;\n" ::); break;
-    default: asm volatile("cp.async.wait_group 3;\n" ::); break;
+    for (int q = 0; q < 4; ++q) {
+      uint32_t acc = 0;
+#pragma unroll
+      for (int i = 0; i < 16; ++i) acc = max(acc, word_of(raw[i], q) & 0x7FFFFFFFu);
+      m[q] = acc;
+    }
+  } else {
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {  // columns 2q and 2q+1 side by side, as 16-bit lanes
+      uint32_t acc = 0;
+#pragma unroll
+      for (int i = 0; i < 16; ++i) acc = __vmaxu2(acc, word_of(raw[i], q) & 0x7FFF7FFFu);
+      m[2 * q] = In<T>::mag_bits(acc & 0xFFFFu);
+      m[2 * q + 1] = In<T>::mag_bits(acc >> 16);
+    }
   }
 }
 
-// `stages` (1..4) tiles are in flight per CTA: a run-time value, so that one instantiation per mode
-// serves every configuration the dispatcher may pick.
+// A block's E4M3 scale byte and FP32 encode scale (NUMERICS §2) from its finite amax. The E4M3
+// rounding is the hardware conversion (cvt.rn.satfinite.e4m3x2.f32 from sm_89), checked against
+// the reference codec over every FP32 value by the GPU tests; the decode is exact.
+struct BlockScale {
+  uint32_t byte;
+  float senc;
+};
+__device__ __forceinline__ BlockScale block_scale(float bamax, float mult, float s_dec) {
+  const float v = fminf(bamax * mult, kFloatMax);
+  const uint32_t sb = __nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3);
+  const float sdec = __half2float(__half(__nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(sb), __NV_E4M3)));
+  return {sb, fminf(__frcp_rn(sdec * s_dec), kFloatMax)};
+}
+
+// Random byte k of word w as the float 2^23 + byte: one byte permute.
+__device__ __forceinline__ float random_2p23(uint32_t w, int k) {
+  return __uint_as_float(__byte_perm(w, 0x4B000000u, 0x7440u | static_cast<uint32_t>(k)));
+}
+
+// Encodes 8 (or 4) consecutive elements of a block: y = x * senc, rounded (NUMERICS §2, §8), packed.
+// `rnd` holds the random words of these elements (element e uses byte e%4 of rnd[e/4]).
+template <typename T, bool kSr>
+__device__ __forceinline__ uint32_t encode_chunk(const uint4& raw, float senc, const uint32_t* rnd) {
+  constexpr int kVec = In<T>::kVec;
+  uint32_t t[kVec];
+#pragma unroll
+  for (int e = 0; e < kVec; ++e) {
+    const float y = In<T>::at(raw, e) * senc;
+    if constexpr (kSr) t[e] = detail::e2m1_sr_bits_2p23(y, random_2p23(rnd[e >> 2], e & 3));
+    else t[e] = detail::e2m1_rne_bits(y);
+  }
+  if constexpr (kVec == 8) return detail::pack_nibbles(t);
+  else return detail::pack_nibbles4(t);
+}
+
+// Encodes column e of a thread's 16 rows: 16 elements, two words.
+template <typename T, bool kSr>
+__device__ __forceinline__ uint2 encode_column(const uint4 (&raw)[16], int e, float senc, const detail::Philox4x32& rnd) {
+  uint32_t out[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    uint32_t t[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const float y = In<T>::at(raw[8 * h + i], e) * senc;
+      if constexpr (kSr) t[i] = detail::e2m1_sr_bits_2p23(y, random_2p23(rnd.v[2 * h + (i >> 2)], i & 3));
+      else t[i] = detail::e2m1_rne_bits(y);
+    }
+    out[h] = detail::pack_nibbles(t);
+  }
+  return make_uint2(out[0], out[1]);
+}
+
+// Staging slot of column `col`'s chunk from warp `w`: [warp][column] 8-byte chunks, the columns
+// of each aligned group of 8 permuted so that a warp's stores spread over all banks.
+__device__ __forceinline__ int stage_chunk(int w, int col, int tile_cols) {
+  return w * tile_cols + ((col & ~7) | ((col ^ (col >> 4)) & 7));
+}
+
+// One CTA of `warps` warps streams tiles of 16*warps rows x (512 / sizeof(T)) columns, last tile
+// first (the amax pass just read the end of x, so those tiles are still in L2). Per tile each
+// thread loads 16 rows x 16 bytes into registers and encodes: rowwise, its share of 16 row blocks
+// (the lanes of a block exchange maxima by shuffles); columnwise, its kVec whole column blocks,
+// staged in shared memory and written out by the CTA in whole sectors.
 template <typename T, bool kRow, bool kCol, bool k2D, bool kSr, bool kRowScaled>
-__global__ void __launch_bounds__(kCastThreads) cast_kernel(const CastArgs a, const int stages) {
-  static_assert(kCastThreads == kCastTileRows * (kCastTileCols / 16), "one rowwise block per thread");
-  static_assert(kCastThreads == kCastTileCols * (kCastTileRows / 16), "one columnwise block per thread");
-  constexpr int kElem = sizeof(T);
-  constexpr int64_t kPitch = cast_tile_pitch(kElem);
-  constexpr int kChunksPerRow = kCastTileCols * kElem / 16;
-  constexpr int kChunks = kCastTileRows * kChunksPerRow;
+__global__ void __launch_bounds__(256) cast_kernel(const CastArgs a) {
+  constexpr int kVec = In<T>::kVec;
+  constexpr int kLanes = 16 / kVec;  // lanes per rowwise block
+  constexpr int kTileCols = cast_tile_cols(sizeof(T));
+  static_assert(kTileCols == 32 * kVec, "a warp band is 32 lanes of one 16-byte chunk");
   extern __shared__ __align__(16) unsigned char smem[];
-  // The buffers below are exactly cast_smem_bytes(stages, kElem): `stages` tiles, then the
-  // block amaxes (checked against the formula for every depth the registry offers).
-  static_assert(4 * cast_stage_bytes(kElem) + cast_block_amax_bytes() + cast_colwise_stage_bytes() ==
-                cast_smem_bytes(4, kElem));
-  static_assert(1 * cast_stage_bytes(kElem) + cast_block_amax_bytes() + cast_colwise_stage_bytes() ==
-                cast_smem_bytes(1, kElem));
-  float* block_amax = reinterpret_cast<float*>(smem + stages * cast_stage_bytes(kElem));  // [64][4]
-  uint8_t* col_data = smem + stages * cast_stage_bytes(kElem) + cast_block_amax_bytes();  // [64][32]
-  uint8_t* col_scales = col_data + kCastTileCols * 32;                                     // [64][4]
-
-  const T* x = static_cast<const T*>(a.x);
-  const int t = threadIdx.x;
+  const int warps = static_cast<int>(blockDim.x) / 32;
+  const int tile_rows = cast_tile_rows(warps);
+  const int t = threadIdx.x, lane = t & 31, w = t >> 5, p = lane & (kLanes - 1);
   const int64_t padded_rows = (a.rows + 15) / 16 * 16;
+  const int64_t rw_blocks = a.cols / 16, cw_blocks = padded_rows / 16;
+  const T* x = static_cast<const T*>(a.x);
   detail::GlobalScale g_tensor{};
   if constexpr (!kRowScaled) g_tensor = detail::global_scale(a.amax[0]);
+  const float mult_tensor = g_tensor.s_enc * detail::kOneSixth;
 
-  // The tiles of this CTA: blockIdx.x, then every gridDim.x-th, walked as (tile row, tile column)
-  // cursors advanced by addition (one division at the start instead of two per tile).
-  struct Cursor {
-    uint32_t tile, tr, tc;
-  };
-  const uint32_t step = gridDim.x, step_r = step / a.tiles_c, step_c = step - step_r * a.tiles_c;
-  auto cursor_at = [&](uint32_t tile) { return Cursor{tile, tile / a.tiles_c, tile % a.tiles_c}; };
-  auto advance = [&](Cursor& k) {
-    k.tile += step;
-    k.tr += step_r;
-    k.tc += step_c;
-    if (k.tc >= a.tiles_c) {
-      k.tc -= a.tiles_c;
-      ++k.tr;
-    }
-  };
-
-  // This thread's 16-byte chunks of a staged tile, fixed for the whole kernel.
-  static_assert(kChunks % kCastThreads == 0, "every thread copies the same number of chunks");
-  constexpr int kChunksPerThread = kChunks / kCastThreads;
-  auto load_tile = [&](const Cursor& k, int buf) {
-    unsigned char* dst = smem + buf * cast_stage_bytes(kElem);
-#pragma unroll
-    for (int q = 0; q < kChunksPerThread; ++q) {
-      const int i = t + q * kCastThreads;
-      const int lr = i / kChunksPerRow, lc = i % kChunksPerRow;
-      const int64_t r = int64_t{k.tr} * kCastTileRows + lr;
-      const int64_t c = int64_t{k.tc} * kCastTileCols + lc * (16 / kElem);
-      const bool valid = r < a.rows && c < a.cols;
-      cp_async16(dst + lr * kPitch + lc * 16, valid ? static_cast<const void*>(x + r * a.row_stride + c) : a.x, valid);
-    }
-  };
-
-  Cursor ahead = cursor_at(blockIdx.x);
-  for (int s = 0; s < stages - 1; ++s) {
-    if (ahead.tile < a.num_tiles) load_tile(ahead, s);
-    cp_async_commit();
-    advance(ahead);
-  }
   int buf = 0;
-  for (Cursor cur = cursor_at(blockIdx.x); cur.tile < a.num_tiles; advance(cur)) {
-    // Prefetch the tile stages-1 ahead into the buffer freed at the end of the last iteration.
-    if (ahead.tile < a.num_tiles) load_tile(ahead, (buf + stages - 1) % stages);
-    cp_async_commit();
-    advance(ahead);
-    cp_async_wait(stages - 1);
-    __syncthreads();
+  for (int64_t k = int64_t{a.num_tiles} - 1 - blockIdx.x; k >= 0; k -= gridDim.x, buf ^= 1) {
+    const uint32_t tile = static_cast<uint32_t>(k);
+    const uint32_t tr = tile / a.tiles_c, tc = tile - tr * a.tiles_c;
+    const int64_t r0 = int64_t{tr} * tile_rows + kCastBandRows * w;  // this warp's band
+    const int64_t c = int64_t{tc} * kTileCols + kVec * lane;          // this thread's first column
+    const bool col_ok = c < a.cols;                                   // cols % 16 == 0: whole chunks
 
-    const unsigned char* tile_smem = smem + buf * cast_stage_bytes(kElem);
-    const int64_t tr = cur.tr, tc = cur.tc;
-
-    // Rowwise block of this thread: row lr, columns 16*b .. 16*b+15 of the tile.
-    const int lr = t >> 2, b = t & 3;
-    const int64_t r = tr * kCastTileRows + lr;
-    const int64_t c0 = tc * kCastTileCols + 16 * b;
-    float rv[16];
-    float r_amax = 0.0f;
-    bool r_bad = false;
-    if constexpr (kRow || k2D) {
-      const uint4* src = reinterpret_cast<const uint4*>(tile_smem + lr * kPitch + 16 * b * kElem);
-      uint32_t m = 0;
+    uint4 raw[16];
+    {
+      const T* src = x + r0 * a.row_stride + c;
 #pragma unroll
-      for (int q = 0; q < 16 * kElem / 16; ++q) {
-        const uint4 raw = src[q];
-        unpack16<T>(raw, rv + q * (16 / kElem));
-        m = max(m, chunk_max_bits<T>(raw));
+      for (int i = 0; i < 16; ++i) {
+        // Rows past R (and columns past C) are zeros: they change no amax and are exactly the
+        // zero padding of the last columnwise block.
+        raw[i] = (col_ok && r0 + i < a.rows) ? __ldcs(reinterpret_cast<const uint4*>(src + i * a.row_stride))
+                                             : make_uint4(0u, 0u, 0u, 0u);
       }
-      // Any NaN/Inf makes the maximum's bits >= 0x7F800000 (§9); else it is the finite amax.
-      r_bad = m >= kInfBits;
-      r_amax = __uint_as_float(m);
     }
+
+    // 2D: one amax per 16x16 tile, over this thread's 16 rows and its block's lanes.
+    uint32_t tile_max = 0;
     if constexpr (k2D) {
-      // A 16x16 tile shares one scale: its amax is the max over its 16 row blocks; +Inf marks a
-      // tile holding NaN or Inf (a finite amax is never Inf).
-      block_amax[lr * 4 + b] = r_bad ? __int_as_float(0x7f800000) : r_amax;
-      __syncthreads();
+#pragma unroll
+      for (int i = 0; i < 16; ++i) tile_max = max(tile_max, chunk_max_bits<T>(raw[i]));
+#pragma unroll
+      for (int o = 1; o < kLanes; o <<= 1) tile_max = max(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, o));
     }
+
     if constexpr (kRow) {
-      if (r < a.rows && c0 < a.cols) {
-        float bamax = r_amax;
-        bool bad = r_bad;
-        if constexpr (k2D) {
-          float m = 0.0f;
 #pragma unroll
-          for (int i = 0; i < 16; ++i) m = fmaxf(m, block_amax[((lr & ~15) + i) * 4 + b]);
-          bad = !is_finite(m);
-          bamax = m;
-        }
-        const detail::GlobalScale g = kRowScaled ? detail::global_scale(a.amax[r]) : g_tensor;
-        const int64_t blk = c0 / 16;
-        encode_store<kSr>(rv, bamax, bad, g, a.sr_seed, a.sr_offset, static_cast<uint64_t>(r * ((a.cols + 15) / 16) + blk),
-                          false, a.rw.data + r * a.rw.data_stride + 8 * blk, a.rw.scales + r * a.rw.scale_stride + blk);
-      }
-    }
-    if constexpr (kCol) {
-      // Columnwise block: column lc of the tile, rows 16*rb .. 16*rb+15 (zero past R), encoded
-      // into the staging area: column lc's bytes of this tile are contiguous in the output.
-      const int lc = t & 63, rb = t >> 6;
-      const int64_t c = tc * kCastTileCols + lc;
-      const int64_t r0 = tr * kCastTileRows + 16 * rb;
-      if (c < a.cols && r0 < padded_rows) {
-        float cv[16];
-        uint32_t m = 0;
+      for (int gq = 0; gq < 16; gq += kLanes) {
+        // The block maxima of rows gq .. gq+kLanes-1.
+        uint32_t m[kLanes];
 #pragma unroll
-        for (int i = 0; i < 16; ++i) {
-          cv[i] = to_float<T>(*reinterpret_cast<const T*>(tile_smem + (16 * rb + i) * kPitch + lc * kElem));
-          m = max(m, __float_as_uint(cv[i]) & 0x7FFFFFFFu);
-        }
-        bool bad = m >= kInfBits;
-        float bamax = __uint_as_float(m);
-        if constexpr (k2D) {
-          float mm = 0.0f;
-#pragma unroll
-          for (int i = 0; i < 16; ++i) mm = fmaxf(mm, block_amax[(16 * rb + i) * 4 + (lc >> 4)]);
-          bad = !is_finite(mm);
-          bamax = mm;
-        }
-        encode_store<kSr>(cv, bamax, bad, g_tensor, a.sr_seed, a.sr_offset,
-                          static_cast<uint64_t>(c * (padded_rows / 16) + r0 / 16), true, col_data + lc * 32 + 8 * rb,
-                          col_scales + lc * 4 + rb);
-      }
-      __syncthreads();
-      // Write-out: the tile's row blocks that exist (all 4 but in the last tile row), 16 bytes per
-      // thread where the output's row stride allows, whole sectors per column.
-      const int64_t blocks_left = (padded_rows - tr * kCastTileRows) / 16;
-      const int valid = blocks_left < 4 ? static_cast<int>(blocks_left) : 4;
-      if (t < 2 * kCastTileCols) {
-        const int col = t >> 1, half = t & 1;
-        const int64_t cc = tc * kCastTileCols + col;
-        if (cc < a.cols) {
-          uint8_t* dst = a.cw.data + cc * a.cw.data_stride + tr * 32;
-          const uint8_t* src = col_data + col * 32;
-          if (valid == 4 && (a.cw.data_stride % 16) == 0) {
-            *reinterpret_cast<uint4*>(dst + 16 * half) = *reinterpret_cast<const uint4*>(src + 16 * half);
+        for (int q = 0; q < kLanes; ++q) {
+          if constexpr (k2D) {
+            m[q] = tile_max;
           } else {
-            for (int q = 2 * half; q < 2 * half + 2 && q < valid; ++q) {
-              *reinterpret_cast<uint2*>(dst + 8 * q) = *reinterpret_cast<const uint2*>(src + 8 * q);
+            m[q] = chunk_max_bits<T>(raw[gq + q]);
+#pragma unroll
+            for (int o = 1; o < kLanes; o <<= 1) m[q] = max(m[q], __shfl_xor_sync(0xffffffffu, m[q], o));
+          }
+        }
+        // SR: the random words of this thread's elements in each row of the group. With two lanes
+        // per block each lane draws one row's Philox block and hands its partner the half it needs;
+        // with four (f32 input) each lane draws every row's.
+        uint32_t rnd[kLanes][4 / kLanes];
+        if constexpr (kSr) {
+          if constexpr (kLanes == 2) {
+            const detail::Philox4x32 mine = detail::sr_block_random(
+                a.sr_seed, a.sr_offset, static_cast<uint64_t>((r0 + gq + p) * rw_blocks + c / 16), false);
+            // Lane 0 drew row gq and keeps words 0-1; lane 1 drew row gq+1 and keeps words 2-3.
+            const uint32_t give0 = p ? mine.v[0] : mine.v[2], give1 = p ? mine.v[1] : mine.v[3];
+            const uint32_t got0 = __shfl_xor_sync(0xffffffffu, give0, 1), got1 = __shfl_xor_sync(0xffffffffu, give1, 1);
+            rnd[0][0] = p ? got0 : mine.v[0];
+            rnd[0][1] = p ? got1 : mine.v[1];
+            rnd[1][0] = p ? mine.v[2] : got0;
+            rnd[1][1] = p ? mine.v[3] : got1;
+          } else {
+#pragma unroll
+            for (int q = 0; q < kLanes; ++q) {
+              const detail::Philox4x32 r = detail::sr_block_random(
+                  a.sr_seed, a.sr_offset, static_cast<uint64_t>((r0 + gq + q) * rw_blocks + c / 16), false);
+              rnd[q][0] = p == 0 ? r.v[0] : (p == 1 ? r.v[1] : (p == 2 ? r.v[2] : r.v[3]));
             }
           }
         }
-      } else if (t < 3 * kCastTileCols) {
-        const int col = t - 2 * kCastTileCols;
-        const int64_t cc = tc * kCastTileCols + col;
-        if (cc < a.cols) {
-          uint8_t* dst = a.cw.scales + cc * a.cw.scale_stride + tr * 4;
-          if (valid == 4 && (a.cw.scale_stride % 4) == 0) {
-            *reinterpret_cast<uint32_t*>(dst) = *reinterpret_cast<const uint32_t*>(col_scales + col * 4);
-          } else {
-            for (int q = 0; q < valid; ++q) dst[q] = col_scales[col * 4 + q];
+#pragma unroll
+        for (int q = 0; q < kLanes; ++q) {
+          const int64_t r = r0 + gq + q;
+          if (!col_ok || r >= a.rows) continue;
+          float mult = mult_tensor, s_dec = g_tensor.s_dec;
+          if constexpr (kRowScaled) {
+            const detail::GlobalScale g = detail::global_scale(a.amax[r]);
+            mult = g.s_enc * detail::kOneSixth;
+            s_dec = g.s_dec;
+          }
+          const bool bad = m[q] >= kInfBits;  // a NaN or Inf in the block (§9)
+          const BlockScale s = block_scale(__uint_as_float(m[q]), mult, s_dec);
+          uint32_t codes = encode_chunk<T, kSr>(raw[gq + q], s.senc, kSr ? rnd[q] : nullptr);
+          if (bad) codes = 0u;
+          uint8_t* data = a.rw.data + r * a.rw.data_stride + c / 2;
+          if constexpr (kVec == 8) *reinterpret_cast<uint32_t*>(data) = codes;
+          else *reinterpret_cast<uint16_t*>(data) = static_cast<uint16_t>(codes);
+          if (p == 0) {
+            const uint8_t byte = bad ? kE4m3Nan : static_cast<uint8_t>(s.byte);
+            a.rw.scales[r * a.rw.scale_stride + c / 16] = byte;
+            if (a.rw.scales_swizzled) a.rw.scales_swizzled[swizzled_scale_offset(r, c / 16, rw_blocks)] = byte;
           }
         }
       }
     }
-    __syncthreads();  // the buffer (and block_amax) is reused by a later prefetch
-    buf = (buf + 1) % stages;
+
+    if constexpr (kCol) {
+      unsigned char* stage = smem + buf * cast_stage_bytes(warps, sizeof(T));
+      uint2* stage_data = reinterpret_cast<uint2*>(stage);
+      uint8_t* stage_scales = stage + int64_t{kTileCols} * warps * 8;  // [column][warp]
+      if (col_ok && r0 < padded_rows) {
+        uint32_t m[kVec];
+        if constexpr (!k2D) column_max_bits<T>(raw, m);
+#pragma unroll
+        for (int e = 0; e < kVec; ++e) {
+          const uint32_t mb = k2D ? tile_max : m[e];
+          const bool bad = mb >= kInfBits;
+          const BlockScale s = block_scale(__uint_as_float(mb), mult_tensor, g_tensor.s_dec);
+          detail::Philox4x32 rnd{};
+          if constexpr (kSr) {
+            rnd = detail::sr_block_random(a.sr_seed, a.sr_offset, static_cast<uint64_t>((c + e) * cw_blocks + r0 / 16), true);
+          }
+          uint2 codes = encode_column<T, kSr>(raw, e, s.senc, rnd);
+          if (bad) codes = make_uint2(0u, 0u);
+          const int col = kVec * lane + e;
+          stage_data[stage_chunk(w, col, kTileCols)] = codes;
+          stage_scales[col * warps + w] = bad ? kE4m3Nan : static_cast<uint8_t>(s.byte);
+        }
+      }
+      __syncthreads();
+      // Write-out: column by column, the tile's chunks that exist (all but in the last tile row).
+      const int64_t blocks_left = (padded_rows - int64_t{tr} * tile_rows) / 16;
+      const int valid = blocks_left < warps ? static_cast<int>(blocks_left) : warps;
+      const int pairs = warps / 2;
+      for (int i = t; i < kTileCols * pairs; i += blockDim.x) {
+        const int col = i / pairs, h = i - col * pairs;
+        const int64_t cc = int64_t{tc} * kTileCols + col;
+        if (cc >= a.cols || 2 * h >= valid) continue;
+        uint8_t* dst = a.cw.data + cc * a.cw.data_stride + int64_t{tr} * (tile_rows / 2) + 16 * h;
+        const uint2 lo = stage_data[stage_chunk(2 * h, col, kTileCols)];
+        if (2 * h + 1 < valid && (reinterpret_cast<uintptr_t>(dst) & 15u) == 0) {
+          const uint2 hi = stage_data[stage_chunk(2 * h + 1, col, kTileCols)];
+          *reinterpret_cast<uint4*>(dst) = make_uint4(lo.x, lo.y, hi.x, hi.y);
+        } else {
+          *reinterpret_cast<uint2*>(dst) = lo;
+          if (2 * h + 1 < valid) *reinterpret_cast<uint2*>(dst + 8) = stage_data[stage_chunk(2 * h + 1, col, kTileCols)];
+        }
+      }
+      for (int col = t; col < kTileCols; col += blockDim.x) {
+        const int64_t cc = int64_t{tc} * kTileCols + col;
+        if (cc >= a.cols) continue;
+        const int64_t b0 = int64_t{tr} * warps;  // first scale column of this tile
+        uint8_t* dst = a.cw.scales + cc * a.cw.scale_stride + b0;
+        const uint8_t* src = stage_scales + col * warps;
+        if (valid == warps && (reinterpret_cast<uintptr_t>(dst) & 3u) == 0) {
+          for (int q = 0; q < warps; q += 4) *reinterpret_cast<uint32_t*>(dst + q) = *reinterpret_cast<const uint32_t*>(src + q);
+        } else {
+          for (int q = 0; q < valid; ++q) dst[q] = src[q];
+        }
+        if (a.cw.scales_swizzled) {
+          for (int q = 0; q < valid; ++q) a.cw.scales_swizzled[swizzled_scale_offset(cc, b0 + q, cw_blocks)] = src[q];
+        }
+      }
+      // No second barrier: the next tile stages into the other buffer, and the one after that
+      // comes after the next tile's barrier, which every thread reaches after this write-out.
+    }
   }
-  cp_async_wait(0);  // no copy may be outstanding when the CTA exits
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -468,7 +533,7 @@ __global__ void __launch_bounds__(256) dequantize_kernel(PartPointers p, bool ro
 // Host side
 // ---------------------------------------------------------------------------------------------
 template <typename T>
-using CastKernel = void (*)(CastArgs, int);
+using CastKernel = void (*)(CastArgs);
 
 // The mode combinations the contract allows, as a table (row-scaled is rowwise 1D RNE only).
 template <typename T>
@@ -530,30 +595,31 @@ int sm_count_of(int device) {
 }
 
 template <typename T>
-void run_cast(const CastArgs& args, const QuantParams& p, int stages, int sm_count, cudaStream_t s) {
+void run_cast(const CastArgs& args, const QuantParams& p, int warps, int sm_count, cudaStream_t s) {
   const bool row = has_rowwise(p.direction), col = has_columnwise(p.direction);
   const CastKernel<T> kernel = pick_cast<T>(row, col, p.block == BlockScaling::k2D,
                                             p.rounding == Rounding::kStochastic, p.row_scaled);
-  const std::string what = detail::cat("sm80 cast kernel, ", sizeof(T) == 4 ? "f32" : "16-bit", " input, ", stages,
-                                       " stages, ", direction_name(p.direction));
-  if (kernel == nullptr || stages < 1 || stages > 4) {
+  const std::string what = detail::cat("sm80 cast kernel, ", sizeof(T) == 4 ? "f32" : "16-bit", " input, ", warps,
+                                       " warps, ", direction_name(p.direction));
+  if (kernel == nullptr || (warps != 4 && warps != 8)) {
     detail::fail(ErrorCode::kInternal, detail::cat(what, ": no instantiation for these modes"));
   }
-  const int64_t smem = cast_smem_bytes(stages, sizeof(T));
+  const int64_t smem = col ? cast_smem_bytes(warps, sizeof(T)) : 0;
   FP4KIT_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          static_cast<int>(smem)),
                     what);
+  const int threads = 32 * warps;
   int per_sm = 0;
-  FP4KIT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, reinterpret_cast<const void*>(kernel),
-                                                                  kCastThreads, static_cast<size_t>(smem)),
+  FP4KIT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, reinterpret_cast<const void*>(kernel), threads,
+                                                                  static_cast<size_t>(smem)),
                     what);
   if (per_sm < 1) {
     detail::fail(ErrorCode::kInternal, detail::cat(what, ": ", smem, " B of shared memory leaves no CTA resident"));
   }
-  // A persistent grid: every SM full, each CTA streaming several tiles through its pipeline.
+  // A persistent grid: every SM full, each CTA streaming several tiles.
   const int64_t grid = std::min<int64_t>(int64_t{args.num_tiles}, int64_t{per_sm} * sm_count);
   if (grid <= 0) return;
-  kernel<<<static_cast<unsigned>(grid), kCastThreads, static_cast<size_t>(smem), s>>>(args, stages);
+  kernel<<<static_cast<unsigned>(grid), threads, static_cast<size_t>(smem), s>>>(args);
   FP4KIT_CUDA_CHECK(cudaGetLastError(), what);
 }
 
@@ -604,7 +670,7 @@ void launch_amax(const SourceMatrix& x, bool per_row, float* finite_amax, float*
 }
 
 void launch_quantize(const SourceMatrix& x, const QuantParams& params, const PartPointers& rowwise,
-                     const PartPointers& columnwise, uint32_t* nonfinite_counts, int stages, int sm_count, int device,
+                     const PartPointers& columnwise, uint32_t* nonfinite_counts, int warps, int sm_count, int device,
                      void* stream) {
   DeviceGuard guard(device);
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
@@ -614,6 +680,16 @@ void launch_quantize(const SourceMatrix& x, const QuantParams& params, const Par
   float* amax = row ? rowwise.amax : columnwise.amax;
   FP4KIT_CUDA_CHECK(cudaMemsetAsync(nonfinite_counts, 0, 2 * sizeof(uint32_t), s), "quantize");
   if (!params.row_scaled) FP4KIT_CUDA_CHECK(cudaMemsetAsync(amax, 0, sizeof(float), s), "quantize");
+  // The swizzled scales' padding (rows to 128, scale columns to 4) is zero; the cast writes every
+  // byte that is not padding, so the buffer is cleared first only when there is padding.
+  const auto clear_padding = [&](const PartPointers& part, int64_t rows, int64_t blocks) {
+    if (part.scales_swizzled && (rows % 128 != 0 || blocks % 4 != 0)) {
+      FP4KIT_CUDA_CHECK(cudaMemsetAsync(part.scales_swizzled, 0, static_cast<size_t>(swizzled_scale_bytes(rows, blocks)), s),
+                        "quantize: swizzled scales");
+    }
+  };
+  if (row) clear_padding(rowwise, x.rows, x.cols / 16);
+  if (col) clear_padding(columnwise, x.cols, (x.rows + 15) / 16);
   amax_any(x, params.row_scaled, amax, nullptr, nonfinite_counts, s, sm_count);
   if (row && col) {
     FP4KIT_CUDA_CHECK(cudaMemcpyAsync(columnwise.amax, rowwise.amax, sizeof(float), cudaMemcpyDeviceToDevice, s),
@@ -624,11 +700,12 @@ void launch_quantize(const SourceMatrix& x, const QuantParams& params, const Par
   args.rows = x.rows;
   args.cols = x.cols;
   args.row_stride = x.row_stride;
-  const int64_t tiles_c = (x.cols + kCastTileCols - 1) / kCastTileCols;
-  const int64_t num_tiles = (x.rows + kCastTileRows - 1) / kCastTileRows * tiles_c;
+  const int64_t tile_cols = cast_tile_cols(static_cast<int>(dtype_size(x.dtype)));
+  const int64_t tiles_c = (x.cols + tile_cols - 1) / tile_cols;
+  const int64_t num_tiles = (x.rows + cast_tile_rows(warps) - 1) / cast_tile_rows(warps) * tiles_c;
   if (num_tiles >= (int64_t{1} << 31)) {
     detail::fail(ErrorCode::kShapeMismatch,
-                 detail::cat("quantize: [", x.rows, ", ", x.cols, "] has ", num_tiles, " 64x64 tiles; the CUDA cast takes fewer than 2^31"),
+                 detail::cat("quantize: [", x.rows, ", ", x.cols, "] has ", num_tiles, " tiles; the CUDA cast takes fewer than 2^31"),
                  "quantize the tensor in slices of rows");
   }
   args.tiles_c = static_cast<uint32_t>(tiles_c);
@@ -639,9 +716,9 @@ void launch_quantize(const SourceMatrix& x, const QuantParams& params, const Par
   args.sr_seed = params.sr_seed;
   args.sr_offset = params.sr_offset;
   switch (x.dtype) {
-    case DType::kF32: return run_cast<float>(args, params, stages, sm_count, s);
-    case DType::kF16: return run_cast<__half>(args, params, stages, sm_count, s);
-    case DType::kBF16: return run_cast<__nv_bfloat16>(args, params, stages, sm_count, s);
+    case DType::kF32: return run_cast<float>(args, params, warps, sm_count, s);
+    case DType::kF16: return run_cast<__half>(args, params, warps, sm_count, s);
+    case DType::kBF16: return run_cast<__nv_bfloat16>(args, params, warps, sm_count, s);
     default: detail::fail(ErrorCode::kInternal, detail::cat("cast kernel: unexpected dtype ", dtype_name(x.dtype)));
   }
 }
