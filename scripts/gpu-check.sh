@@ -3,6 +3,8 @@
 # racecheck) on the GPU tests, the demo and the benchmarks, and writes OUTDIR/report.json with the
 # logs beside it. Usage: scripts/gpu-check.sh OUTDIR
 # Dependencies the machine lacks come from .deps/ (see scripts/gpu-deps.sh).
+# For quick iterations on one kernel: FP4KIT_ARCHS=90a builds only that architecture, and
+# GPU_CHECK_ONLY=bench runs the build and the benchmarks only (a full run is what counts).
 set -uo pipefail
 out="${1:?usage: scripts/gpu-check.sh OUTDIR}"
 mkdir -p "$out"
@@ -10,6 +12,9 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 build="$root/build/gpu"
 jobs="$(nproc)"
 extra=()
+if [ -n "${FP4KIT_ARCHS:-}" ]; then
+  extra+=("-DCMAKE_CUDA_ARCHITECTURES=$FP4KIT_ARCHS")
+fi
 if [ -d "$root/.deps/root" ]; then
   extra+=("-DCMAKE_PREFIX_PATH=$root/.deps/root/usr" "-DFP4KIT_GTEST_SOURCE_DIR=$root/.deps/root/usr/src/googletest")
 fi
@@ -29,7 +34,9 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"
 step configure cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DFP4KIT_CUDA=ON "${extra[@]}" &&
   step build cmake --build "$build" -j "$jobs"
 built=$?
-if [ $built -eq 0 ]; then
+if [ $built -eq 0 ] && [ "${GPU_CHECK_ONLY:-}" = bench ]; then
+  step bench sh -c '"$0" bench quantize --json >"$1"' "$build/fp4kit" "$out/bench.json"
+elif [ $built -eq 0 ]; then
   step ctest ctest --test-dir "$build" --output-on-failure --output-junit "$out/ctest.xml"
   # The sanitizers slow kernels 10-100x: run them on every kernel and mode at the small shapes.
   sanitized='DeviceCodecs.*:DeviceInfoOnGpu.*:GpuTest.*:*GpuQuantizeShape*/1x16:*GpuQuantizeShape*/17x32:*GpuQuantizeShape*/128x128'

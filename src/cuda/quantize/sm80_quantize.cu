@@ -182,6 +182,16 @@ __global__ void __launch_bounds__(kAmaxThreads) amax_rows_kernel(const T* __rest
   }
 }
 
+// Zeroes a quantize call's accumulators: the per-tensor amax bits (null when row-scaled) and the
+// {NaN, Inf} counts.
+__global__ void quantize_init_kernel(float* amax, uint32_t* counts) {
+  if (threadIdx.x == 0) {
+    if (amax) *amax = 0.0f;
+    counts[0] = 0u;
+    counts[1] = 0u;
+  }
+}
+
 // After the per-tensor reduction: the reported amax from the counts.
 __global__ void amax_finalize_kernel(const uint32_t* amax_bits, const uint32_t* counts, float* reported) {
   const float finite = __uint_as_float(*amax_bits);
@@ -324,7 +334,7 @@ __device__ __forceinline__ int stage_chunk(int w, int col, int tile_cols) {
 // (the lanes of a block exchange maxima by shuffles); columnwise, its kVec whole column blocks,
 // staged in shared memory and written out by the CTA in whole sectors.
 template <typename T, bool kRow, bool kCol, bool k2D, bool kSr, bool kRowScaled>
-__global__ void __launch_bounds__(256) cast_kernel(const CastArgs a) {
+__global__ void __launch_bounds__(256, 1) cast_kernel(const CastArgs a) {
   constexpr int kVec = In<T>::kVec;
   constexpr int kLanes = 16 / kVec;  // lanes per rowwise block
   constexpr int kTileCols = cast_tile_cols(sizeof(T));
@@ -340,48 +350,102 @@ __global__ void __launch_bounds__(256) cast_kernel(const CastArgs a) {
   if constexpr (!kRowScaled) g_tensor = detail::global_scale(a.amax[0]);
   const float mult_tensor = g_tensor.s_enc * detail::kOneSixth;
 
-  int buf = 0;
-  for (int64_t k = int64_t{a.num_tiles} - 1 - blockIdx.x; k >= 0; k -= gridDim.x, buf ^= 1) {
-    const uint32_t tile = static_cast<uint32_t>(k);
-    const uint32_t tr = tile / a.tiles_c, tc = tile - tr * a.tiles_c;
-    const int64_t r0 = int64_t{tr} * tile_rows + kCastBandRows * w;  // this warp's band
-    const int64_t c = int64_t{tc} * kTileCols + kVec * lane;          // this thread's first column
-    const bool col_ok = c < a.cols;                                   // cols % 16 == 0: whole chunks
-
-    uint4 raw[16];
-    {
-      const T* src = x + r0 * a.row_stride + c;
+  // Tile k's position: its tile row and column, this warp's first row and this thread's first
+  // column (cols % 16 == 0, so a chunk is wholly inside or outside the matrix).
+  struct Where {
+    uint32_t tr, tc;
+    int64_t r0, c;
+    bool col_ok;
+  };
+  const auto where = [&](int64_t k) {
+    Where q;
+    q.tr = static_cast<uint32_t>(k) / a.tiles_c;
+    q.tc = static_cast<uint32_t>(k) - q.tr * a.tiles_c;
+    q.r0 = int64_t{q.tr} * tile_rows + kCastBandRows * w;
+    q.c = int64_t{q.tc} * kTileCols + kVec * lane;
+    q.col_ok = q.c < a.cols;
+    return q;
+  };
+  const auto load = [&](uint4 (&raw)[16], int64_t k) {
+    const Where q = where(k);
+    const T* src = x + q.r0 * a.row_stride + q.c;
 #pragma unroll
-      for (int i = 0; i < 16; ++i) {
-        // Rows past R (and columns past C) are zeros: they change no amax and are exactly the
-        // zero padding of the last columnwise block.
-        raw[i] = (col_ok && r0 + i < a.rows) ? __ldcs(reinterpret_cast<const uint4*>(src + i * a.row_stride))
-                                             : make_uint4(0u, 0u, 0u, 0u);
-      }
+    for (int i = 0; i < 16; ++i) {
+      // Rows past R (and columns past C) are zeros: they change no amax and are exactly the zero
+      // padding of the last columnwise block.
+      raw[i] = (q.col_ok && q.r0 + i < a.rows) ? __ldcs(reinterpret_cast<const uint4*>(src + i * a.row_stride))
+                                               : make_uint4(0u, 0u, 0u, 0u);
     }
+  };
+
+  // Encodes tile k from registers; `buf` picks the columnwise staging buffer.
+  const auto process = [&](const uint4 (&raw)[16], int64_t k, int buf) {
+    const Where q = where(k);
+    const uint32_t tr = q.tr, tc = q.tc;
+    const int64_t r0 = q.r0, c = q.c;
+    const bool col_ok = q.col_ok;
 
     // 2D: one amax per 16x16 tile, over this thread's 16 rows and its block's lanes.
     uint32_t tile_max = 0;
+    BlockScale tile_scale{};
     if constexpr (k2D) {
 #pragma unroll
       for (int i = 0; i < 16; ++i) tile_max = max(tile_max, chunk_max_bits<T>(raw[i]));
 #pragma unroll
       for (int o = 1; o < kLanes; o <<= 1) tile_max = max(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, o));
+      tile_scale = block_scale(__uint_as_float(tile_max), mult_tensor, g_tensor.s_dec);
     }
 
     if constexpr (kRow) {
+      // Row-scaled input: each row's own global scale.
+      const auto row_scale = [&](int64_t r, float& mult, float& s_dec) {
+        mult = mult_tensor;
+        s_dec = g_tensor.s_dec;
+        if constexpr (kRowScaled) {
+          const detail::GlobalScale g = detail::global_scale(a.amax[r < a.rows ? r : a.rows - 1]);
+          mult = g.s_enc * detail::kOneSixth;
+          s_dec = g.s_dec;
+        }
+      };
 #pragma unroll
       for (int gq = 0; gq < 16; gq += kLanes) {
-        // The block maxima of rows gq .. gq+kLanes-1.
-        uint32_t m[kLanes];
+        // Rows gq .. gq+kLanes-1: each one's scale (byte, plus 0x100 when the block holds NaN or
+        // Inf, §9) and encode scale.
+        uint32_t sbyte[kLanes];
+        float senc[kLanes];
+        if constexpr (k2D) {
 #pragma unroll
-        for (int q = 0; q < kLanes; ++q) {
-          if constexpr (k2D) {
-            m[q] = tile_max;
-          } else {
-            m[q] = chunk_max_bits<T>(raw[gq + q]);
+          for (int q = 0; q < kLanes; ++q) {
+            sbyte[q] = tile_scale.byte | (tile_max >= kInfBits ? 0x100u : 0u);
+            senc[q] = tile_scale.senc;
+          }
+        } else if constexpr (kLanes == 2) {
+          // Two lanes per block: lane p completes the maximum of row gq+p from its partner's half,
+          // computes that row's scale and trades it for the other row's.
+          const uint32_t m0 = chunk_max_bits<T>(raw[gq]), m1 = chunk_max_bits<T>(raw[gq + 1]);
+          const uint32_t keep = p ? m1 : m0, give = p ? m0 : m1;
+          const uint32_t mine = max(keep, __shfl_xor_sync(0xffffffffu, give, 1));
+          float mult, s_dec;
+          row_scale(r0 + gq + p, mult, s_dec);
+          const BlockScale s = block_scale(__uint_as_float(mine), mult, s_dec);
+          const uint32_t pack = s.byte | (mine >= kInfBits ? 0x100u : 0u);
+          const uint32_t other_pack = __shfl_xor_sync(0xffffffffu, pack, 1);
+          const float other_senc = __shfl_xor_sync(0xffffffffu, s.senc, 1);
+          sbyte[0] = p ? other_pack : pack;
+          sbyte[1] = p ? pack : other_pack;
+          senc[0] = p ? other_senc : s.senc;
+          senc[1] = p ? s.senc : other_senc;
+        } else {
 #pragma unroll
-            for (int o = 1; o < kLanes; o <<= 1) m[q] = max(m[q], __shfl_xor_sync(0xffffffffu, m[q], o));
+          for (int q = 0; q < kLanes; ++q) {
+            uint32_t m = chunk_max_bits<T>(raw[gq + q]);
+#pragma unroll
+            for (int o = 1; o < kLanes; o <<= 1) m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
+            float mult, s_dec;
+            row_scale(r0 + gq + q, mult, s_dec);
+            const BlockScale s = block_scale(__uint_as_float(m), mult, s_dec);
+            sbyte[q] = s.byte | (m >= kInfBits ? 0x100u : 0u);
+            senc[q] = s.senc;
           }
         }
         // SR: the random words of this thread's elements in each row of the group. With two lanes
@@ -412,21 +476,14 @@ __global__ void __launch_bounds__(256) cast_kernel(const CastArgs a) {
         for (int q = 0; q < kLanes; ++q) {
           const int64_t r = r0 + gq + q;
           if (!col_ok || r >= a.rows) continue;
-          float mult = mult_tensor, s_dec = g_tensor.s_dec;
-          if constexpr (kRowScaled) {
-            const detail::GlobalScale g = detail::global_scale(a.amax[r]);
-            mult = g.s_enc * detail::kOneSixth;
-            s_dec = g.s_dec;
-          }
-          const bool bad = m[q] >= kInfBits;  // a NaN or Inf in the block (§9)
-          const BlockScale s = block_scale(__uint_as_float(m[q]), mult, s_dec);
-          uint32_t codes = encode_chunk<T, kSr>(raw[gq + q], s.senc, kSr ? rnd[q] : nullptr);
+          const bool bad = sbyte[q] >= 0x100u;
+          uint32_t codes = encode_chunk<T, kSr>(raw[gq + q], senc[q], kSr ? rnd[q] : nullptr);
           if (bad) codes = 0u;
           uint8_t* data = a.rw.data + r * a.rw.data_stride + c / 2;
           if constexpr (kVec == 8) *reinterpret_cast<uint32_t*>(data) = codes;
           else *reinterpret_cast<uint16_t*>(data) = static_cast<uint16_t>(codes);
-          if (p == 0) {
-            const uint8_t byte = bad ? kE4m3Nan : static_cast<uint8_t>(s.byte);
+          if (p == (q & (kLanes - 1))) {  // one lane per block writes its scale byte
+            const uint8_t byte = bad ? kE4m3Nan : static_cast<uint8_t>(sbyte[q]);
             a.rw.scales[r * a.rw.scale_stride + c / 16] = byte;
             if (a.rw.scales_swizzled) a.rw.scales_swizzled[swizzled_scale_offset(r, c / 16, rw_blocks)] = byte;
           }
@@ -445,7 +502,7 @@ __global__ void __launch_bounds__(256) cast_kernel(const CastArgs a) {
         for (int e = 0; e < kVec; ++e) {
           const uint32_t mb = k2D ? tile_max : m[e];
           const bool bad = mb >= kInfBits;
-          const BlockScale s = block_scale(__uint_as_float(mb), mult_tensor, g_tensor.s_dec);
+          const BlockScale s = k2D ? tile_scale : block_scale(__uint_as_float(mb), mult_tensor, g_tensor.s_dec);
           detail::Philox4x32 rnd{};
           if constexpr (kSr) {
             rnd = detail::sr_block_random(a.sr_seed, a.sr_offset, static_cast<uint64_t>((c + e) * cw_blocks + r0 / 16), true);
@@ -494,6 +551,26 @@ __global__ void __launch_bounds__(256) cast_kernel(const CastArgs a) {
       // No second barrier: the next tile stages into the other buffer, and the one after that
       // comes after the next tile's barrier, which every thread reaches after this write-out.
     }
+  };
+
+  // Both outputs share the tensor's amax: the columnwise part gets its copy here.
+  if constexpr (kRow && kCol) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) a.cw.amax[0] = a.amax[0];
+  }
+
+  // Tiles blockIdx.x, blockIdx.x + gridDim.x, ... counted from the last one, two register
+  // buffers: the next tile's loads are in flight while this one is encoded.
+  uint4 buf_a[16], buf_b[16];
+  int64_t k = int64_t{a.num_tiles} - 1 - blockIdx.x;
+  if (k >= 0) load(buf_a, k);
+  while (k >= 0) {
+    const int64_t k1 = k - gridDim.x;
+    if (k1 >= 0) load(buf_b, k1);
+    process(buf_a, k, 0);
+    if (k1 < 0) break;
+    k = k1 - gridDim.x;
+    if (k >= 0) load(buf_a, k);
+    process(buf_b, k1, 1);
   }
 }
 
@@ -676,10 +753,11 @@ void launch_quantize(const SourceMatrix& x, const QuantParams& params, const Par
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   const bool row = has_rowwise(params.direction), col = has_columnwise(params.direction);
   // The amax pass writes into the first present part's amax; the columnwise amax equals it (no RHT
-  // in these kernels), copied on the stream.
+  // in these kernels) and the cast kernel copies it. One small kernel zeroes the accumulators
+  // (three launches per call in all: every launch costs about a microsecond of GPU time).
   float* amax = row ? rowwise.amax : columnwise.amax;
-  FP4KIT_CUDA_CHECK(cudaMemsetAsync(nonfinite_counts, 0, 2 * sizeof(uint32_t), s), "quantize");
-  if (!params.row_scaled) FP4KIT_CUDA_CHECK(cudaMemsetAsync(amax, 0, sizeof(float), s), "quantize");
+  quantize_init_kernel<<<1, 32, 0, s>>>(params.row_scaled ? nullptr : amax, nonfinite_counts);
+  FP4KIT_CUDA_CHECK(cudaGetLastError(), "quantize: init kernel");
   // The swizzled scales' padding (rows to 128, scale columns to 4) is zero; the cast writes every
   // byte that is not padding, so the buffer is cleared first only when there is padding.
   const auto clear_padding = [&](const PartPointers& part, int64_t rows, int64_t blocks) {
@@ -691,10 +769,6 @@ void launch_quantize(const SourceMatrix& x, const QuantParams& params, const Par
   if (row) clear_padding(rowwise, x.rows, x.cols / 16);
   if (col) clear_padding(columnwise, x.cols, (x.rows + 15) / 16);
   amax_any(x, params.row_scaled, amax, nullptr, nonfinite_counts, s, sm_count);
-  if (row && col) {
-    FP4KIT_CUDA_CHECK(cudaMemcpyAsync(columnwise.amax, rowwise.amax, sizeof(float), cudaMemcpyDeviceToDevice, s),
-                      "quantize: columnwise amax");
-  }
   CastArgs args{};
   args.x = x.data;
   args.rows = x.rows;
