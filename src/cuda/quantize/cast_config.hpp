@@ -16,8 +16,9 @@ namespace fp4kit::cuda {
 //  - rowwise: a 16-element block is held by 16 / (16 / element bytes) neighbouring lanes (2 or 4),
 //    which combine their partial maxima by shuffles;
 //  - columnwise: a thread holds whole blocks (16 rows of each of its columns).
-// Shared memory only stages the columnwise output of a tile, so that each column's bytes leave
-// in whole sectors; it is double-buffered, hence one barrier per tile.
+// Shared memory holds, per thread, the 16 chunks of the next tile in flight (cp.async), and stages
+// the columnwise output of a tile so that each column's bytes leave in whole sectors; the staging
+// is double-buffered, hence one barrier per tile.
 inline constexpr int kCastBandRows = 16;
 inline constexpr int kCastBandBytes = 512;
 
@@ -29,8 +30,13 @@ FP4KIT_HD constexpr int64_t cast_stage_bytes(int warps, int elem_bytes) {
   return int64_t{cast_tile_cols(elem_bytes)} * warps * (8 + 1);
 }
 
-// Dynamic shared memory of a configuration: two staging buffers.
-FP4KIT_HD constexpr int64_t cast_smem_bytes(int warps, int elem_bytes) { return 2 * cast_stage_bytes(warps, elem_bytes); }
+// The in-flight chunks of one CTA: 16 per thread.
+FP4KIT_HD constexpr int64_t cast_inflight_bytes(int warps) { return int64_t{32} * warps * 16 * 16; }
+
+// Dynamic shared memory of a configuration: two staging buffers, then the in-flight chunks.
+FP4KIT_HD constexpr int64_t cast_smem_bytes(int warps, int elem_bytes) {
+  return 2 * cast_stage_bytes(warps, elem_bytes) + cast_inflight_bytes(warps);
+}
 
 // The CTA sizes the registry offers (warps per CTA, largest tile first); the dispatcher keeps
 // those that fit.

@@ -283,6 +283,14 @@ __device__ __forceinline__ BlockScale block_scale(float bamax, float mult, float
   return {sb, fminf(__frcp_rn(sdec * s_dec), kFloatMax)};
 }
 
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  // src-size 0 zero-fills the 16 bytes.
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
 // Random byte k of word w as the float 2^23 + byte: one byte permute.
 __device__ __forceinline__ float random_2p23(uint32_t w, int k) {
   return __uint_as_float(__byte_perm(w, 0x4B000000u, 0x7440u | static_cast<uint32_t>(k)));
@@ -334,7 +342,7 @@ __device__ __forceinline__ int stage_chunk(int w, int col, int tile_cols) {
 // (the lanes of a block exchange maxima by shuffles); columnwise, its kVec whole column blocks,
 // staged in shared memory and written out by the CTA in whole sectors.
 template <typename T, bool kRow, bool kCol, bool k2D, bool kSr, bool kRowScaled>
-__global__ void __launch_bounds__(256, 1) cast_kernel(const CastArgs a) {
+__global__ void __launch_bounds__(256, 2) cast_kernel(const CastArgs a) {
   constexpr int kVec = In<T>::kVec;
   constexpr int kLanes = 16 / kVec;  // lanes per rowwise block
   constexpr int kTileCols = cast_tile_cols(sizeof(T));
@@ -366,16 +374,28 @@ __global__ void __launch_bounds__(256, 1) cast_kernel(const CastArgs a) {
     q.col_ok = q.c < a.cols;
     return q;
   };
-  const auto load = [&](uint4 (&raw)[16], int64_t k) {
+  // The next tile's 16 chunks travel by cp.async into this thread's own shared-memory slots while
+  // the current one is encoded from registers: the copy engine holds the bytes in flight, not the
+  // register file, so two CTAs of 128-register threads stay resident per SM. Each thread reads only
+  // the slots it filled, so waiting for its own copies is the only synchronization.
+  unsigned char* slots = smem + cast_stage_bytes(warps, sizeof(T)) * 2;
+  const auto slot = [&](int i) { return slots + (int64_t{i} * blockDim.x + t) * 16; };
+  const auto issue = [&](int64_t k) {
     const Where q = where(k);
     const T* src = x + q.r0 * a.row_stride + q.c;
 #pragma unroll
     for (int i = 0; i < 16; ++i) {
-      // Rows past R (and columns past C) are zeros: they change no amax and are exactly the zero
-      // padding of the last columnwise block.
-      raw[i] = (q.col_ok && q.r0 + i < a.rows) ? __ldcs(reinterpret_cast<const uint4*>(src + i * a.row_stride))
-                                               : make_uint4(0u, 0u, 0u, 0u);
+      // Rows past R (and columns past C) arrive as zeros: they change no amax and are exactly the
+      // zero padding of the last columnwise block.
+      const bool valid = q.col_ok && q.r0 + i < a.rows;
+      cp_async16(slot(i), valid ? static_cast<const void*>(src + i * a.row_stride) : a.x, valid);
     }
+    cp_async_commit();
+  };
+  const auto fetch = [&](uint4 (&raw)[16]) {
+    cp_async_wait_all();
+#pragma unroll
+    for (int i = 0; i < 16; ++i) raw[i] = *reinterpret_cast<const uint4*>(slot(i));
   };
 
   // Encodes tile k from registers; `buf` picks the columnwise staging buffer.
@@ -558,19 +578,17 @@ __global__ void __launch_bounds__(256, 1) cast_kernel(const CastArgs a) {
     if (blockIdx.x == 0 && threadIdx.x == 0) a.cw.amax[0] = a.amax[0];
   }
 
-  // Tiles blockIdx.x, blockIdx.x + gridDim.x, ... counted from the last one, two register
-  // buffers: the next tile's loads are in flight while this one is encoded.
-  uint4 buf_a[16], buf_b[16];
+  // Tiles blockIdx.x, blockIdx.x + gridDim.x, ... counted from the last one; tile k+1's copies
+  // are in flight while tile k is encoded.
   int64_t k = int64_t{a.num_tiles} - 1 - blockIdx.x;
-  if (k >= 0) load(buf_a, k);
-  while (k >= 0) {
-    const int64_t k1 = k - gridDim.x;
-    if (k1 >= 0) load(buf_b, k1);
-    process(buf_a, k, 0);
-    if (k1 < 0) break;
-    k = k1 - gridDim.x;
-    if (k >= 0) load(buf_a, k);
-    process(buf_b, k1, 1);
+  if (k >= 0) issue(k);
+  for (int buf = 0; k >= 0; buf ^= 1) {
+    uint4 raw[16];
+    fetch(raw);
+    const int64_t next = k - gridDim.x;
+    if (next >= 0) issue(next);
+    process(raw, k, buf);
+    k = next;
   }
 }
 
@@ -681,7 +699,7 @@ void run_cast(const CastArgs& args, const QuantParams& p, int warps, int sm_coun
   if (kernel == nullptr || (warps != 4 && warps != 8)) {
     detail::fail(ErrorCode::kInternal, detail::cat(what, ": no instantiation for these modes"));
   }
-  const int64_t smem = col ? cast_smem_bytes(warps, sizeof(T)) : 0;
+  const int64_t smem = cast_smem_bytes(warps, sizeof(T));
   FP4KIT_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          static_cast<int>(smem)),
                     what);
