@@ -33,9 +33,15 @@ FP4KIT_HD constexpr int64_t cast_stage_bytes(int warps, int elem_bytes) {
 // The in-flight chunks of one CTA: 16 per thread.
 FP4KIT_HD constexpr int64_t cast_inflight_bytes(int warps) { return int64_t{32} * warps * 16 * 16; }
 
-// Dynamic shared memory of a configuration: two staging buffers, then the in-flight chunks.
-FP4KIT_HD constexpr int64_t cast_smem_bytes(int warps, int elem_bytes) {
+// The table of encode scales per E4M3 scale byte (0x00..0x7F), after the in-flight chunks.
+inline constexpr int64_t kCastScaleLutBytes = 128 * 4;
+FP4KIT_HD constexpr int64_t cast_lut_offset(int warps, int elem_bytes) {
   return 2 * cast_stage_bytes(warps, elem_bytes) + cast_inflight_bytes(warps);
+}
+
+// Dynamic shared memory of a configuration: two staging buffers, the in-flight chunks, the table.
+FP4KIT_HD constexpr int64_t cast_smem_bytes(int warps, int elem_bytes) {
+  return cast_lut_offset(warps, elem_bytes) + kCastScaleLutBytes;
 }
 
 // The CTA sizes the registry offers (warps per CTA, largest tile first); the dispatcher keeps

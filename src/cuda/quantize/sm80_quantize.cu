@@ -246,43 +246,6 @@ struct In<float> {
   static __device__ __forceinline__ float at(const uint4& r, int e) { return __uint_as_float(word_of(r, e)); }
 };
 
-// The largest |element| of each column of a thread's 16 x kVec elements, as FP32 bits.
-template <typename T>
-__device__ __forceinline__ void column_max_bits(const uint4 (&raw)[16], uint32_t (&m)[In<T>::kVec]) {
-  if constexpr (sizeof(T) == 4) {
-#pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      uint32_t acc = 0;
-#pragma unroll
-      for (int i = 0; i < 16; ++i) acc = max(acc, word_of(raw[i], q) & 0x7FFFFFFFu);
-      m[q] = acc;
-    }
-  } else {
-#pragma unroll
-    for (int q = 0; q < 4; ++q) {  // columns 2q and 2q+1 side by side, as 16-bit lanes
-      uint32_t acc = 0;
-#pragma unroll
-      for (int i = 0; i < 16; ++i) acc = __vmaxu2(acc, word_of(raw[i], q) & 0x7FFF7FFFu);
-      m[2 * q] = In<T>::mag_bits(acc & 0xFFFFu);
-      m[2 * q + 1] = In<T>::mag_bits(acc >> 16);
-    }
-  }
-}
-
-// A block's E4M3 scale byte and FP32 encode scale (NUMERICS §2) from its finite amax. The E4M3
-// rounding is the hardware conversion (cvt.rn.satfinite.e4m3x2.f32 from sm_89), checked against
-// the reference codec over every FP32 value by the GPU tests; the decode is exact.
-struct BlockScale {
-  uint32_t byte;
-  float senc;
-};
-__device__ __forceinline__ BlockScale block_scale(float bamax, float mult, float s_dec) {
-  const float v = fminf(bamax * mult, kFloatMax);
-  const uint32_t sb = __nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3);
-  const float sdec = __half2float(__half(__nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(sb), __NV_E4M3)));
-  return {sb, fminf(__frcp_rn(sdec * s_dec), kFloatMax)};
-}
-
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
   const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   // src-size 0 zero-fills the 16 bytes.
@@ -357,6 +320,9 @@ __global__ void __launch_bounds__(256, 2) cast_kernel(const CastArgs a) {
   detail::GlobalScale g_tensor{};
   if constexpr (!kRowScaled) g_tensor = detail::global_scale(a.amax[0]);
   const float mult_tensor = g_tensor.s_enc * detail::kOneSixth;
+  // Whole-vector stores of the columnwise output where its base and row stride allow them.
+  const bool cw_data_vec16 = (reinterpret_cast<uintptr_t>(a.cw.data) & 15u) == 0 && a.cw.data_stride % 16 == 0;
+  const bool cw_scales_vec4 = (reinterpret_cast<uintptr_t>(a.cw.scales) & 3u) == 0 && a.cw.scale_stride % 4 == 0;
 
   // Tile k's position: its tile row and column, this warp's first row and this thread's first
   // column (cols % 16 == 0, so a chunk is wholly inside or outside the matrix).
@@ -398,74 +364,104 @@ __global__ void __launch_bounds__(256, 2) cast_kernel(const CastArgs a) {
     for (int i = 0; i < 16; ++i) raw[i] = *reinterpret_cast<const uint4*>(slot(i));
   };
 
+  // The encode scale of every E4M3 scale byte the cast can produce (0x00..0x7E; 0x7F is NaN):
+  // NUMERICS §2's senc_b = min(1 / (sdec_b * S_dec), FLT_MAX) depends on the byte and the
+  // tensor's S_dec only, so a CTA computes the 127 values once, with the reference's own formula,
+  // and each block looks its scale up instead of dividing. (Row-scaled input has an S_dec per
+  // row and divides.)
+  float* senc_lut = reinterpret_cast<float*>(smem + cast_lut_offset(warps, sizeof(T)));
+  if constexpr (!kRowScaled) {
+    for (int i = t; i < 128; i += blockDim.x) senc_lut[i] = detail::block_encode_scale(static_cast<uint8_t>(i), g_tensor);
+    __syncthreads();
+  }
+  // Scale byte (plus 0x100 when the block holds NaN or Inf, §9) and encode scale of a block whose
+  // maximum |element| has FP32 bits `m`, under global scale (mult, s_dec). The E4M3 rounding is the
+  // hardware conversion (cvt.rn.satfinite.e4m3x2.f32 from sm_89), which the GPU tests check
+  // against the reference codec on every FP32 value.
+  const auto scale_of = [&](uint32_t m, float mult, float s_dec, uint32_t& sbyte, float& senc) {
+    const uint32_t byte = __nv_cvt_float_to_fp8(fminf(__uint_as_float(m) * mult, kFloatMax), __NV_SATFINITE, __NV_E4M3);
+    if constexpr (kRowScaled) {
+      const float sdec = __half2float(__half(__nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(byte), __NV_E4M3)));
+      senc = fminf(__frcp_rn(sdec * s_dec), kFloatMax);
+    } else {
+      senc = senc_lut[byte];
+    }
+    sbyte = byte | (m >= kInfBits ? 0x100u : 0u);
+  };
+
   // Encodes tile k from registers; `buf` picks the columnwise staging buffer.
   const auto process = [&](const uint4 (&raw)[16], int64_t k, int buf) {
     const Where q = where(k);
     const uint32_t tr = q.tr, tc = q.tc;
     const int64_t r0 = q.r0, c = q.c;
     const bool col_ok = q.col_ok;
+    const int64_t rows_here = a.rows - r0;  // rows of this band inside x (may be <= 0 or > 16)
+
+    // Statistics from the magnitudes' bits (non-negative floats order like their bits, NaN and Inf
+    // sit at the top): each row's maximum over this thread's chunk, and each column's over the
+    // 16 rows. 16-bit inputs keep two columns side by side in one word (SIMD maxima). The column
+    // maxima accumulate during the rowwise pass when there is one (2D needs them before it).
+    uint32_t col_acc[4] = {0u, 0u, 0u, 0u};
+    const auto row_part = [&](int i) -> uint32_t {  // also folds row i into the column maxima
+      uint32_t mw[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) mw[j] = word_of(raw[i], j) & (sizeof(T) == 4 ? 0x7FFFFFFFu : 0x7FFF7FFFu);
+      if constexpr (sizeof(T) == 4) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) col_acc[j] = max(col_acc[j], mw[j]);
+        return max(max(mw[0], mw[1]), max(mw[2], mw[3]));
+      } else {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) col_acc[j] = __vmaxu2(col_acc[j], mw[j]);
+        return __vmaxu2(__vmaxu2(mw[0], mw[1]), __vmaxu2(mw[2], mw[3]));  // [lo max, hi max]
+      }
+    };
+    constexpr bool kStatsFirst = k2D || !kRow;
+    if constexpr (kStatsFirst) {
+#pragma unroll
+      for (int i = 0; i < 16; ++i) (void)row_part(i);
+    }
+    // Column e's maximum as FP32 bits.
+    const auto col_max = [&](int e) -> uint32_t {
+      if constexpr (sizeof(T) == 4) return col_acc[e];
+      else return In<T>::mag_bits((e & 1) ? (col_acc[e >> 1] >> 16) : (col_acc[e >> 1] & 0xFFFFu));
+    };
 
     // 2D: one amax per 16x16 tile, over this thread's 16 rows and its block's lanes.
-    uint32_t tile_max = 0;
-    BlockScale tile_scale{};
+    uint32_t tile_max = 0, tile_byte = 0;
+    float tile_senc = 0.0f;
     if constexpr (k2D) {
 #pragma unroll
-      for (int i = 0; i < 16; ++i) tile_max = max(tile_max, chunk_max_bits<T>(raw[i]));
+      for (int e = 0; e < kVec; ++e) tile_max = max(tile_max, col_max(e));
 #pragma unroll
       for (int o = 1; o < kLanes; o <<= 1) tile_max = max(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, o));
-      tile_scale = block_scale(__uint_as_float(tile_max), mult_tensor, g_tensor.s_dec);
+      scale_of(tile_max, mult_tensor, g_tensor.s_dec, tile_byte, tile_senc);
     }
 
     if constexpr (kRow) {
-      // Row-scaled input: each row's own global scale.
-      const auto row_scale = [&](int64_t r, float& mult, float& s_dec) {
-        mult = mult_tensor;
-        s_dec = g_tensor.s_dec;
-        if constexpr (kRowScaled) {
-          const detail::GlobalScale g = detail::global_scale(a.amax[r < a.rows ? r : a.rows - 1]);
-          mult = g.s_enc * detail::kOneSixth;
-          s_dec = g.s_dec;
-        }
-      };
+      uint8_t* rdata = a.rw.data + r0 * a.rw.data_stride + c / 2;
+      uint8_t* rscale = a.rw.scales + r0 * a.rw.scale_stride + c / 16;
 #pragma unroll
       for (int gq = 0; gq < 16; gq += kLanes) {
-        // Rows gq .. gq+kLanes-1: each one's scale (byte, plus 0x100 when the block holds NaN or
-        // Inf, §9) and encode scale.
-        uint32_t sbyte[kLanes];
-        float senc[kLanes];
-        if constexpr (k2D) {
+        // The block maxima of rows gq .. gq+kLanes-1 as FP32 bits: this thread's part and its
+        // partners' (two lanes per block for 16-bit input: the pair's rows in one word, one
+        // shuffle; four lanes for f32).
+        uint32_t row_max[kLanes];
+        if constexpr (!k2D) {
+          if constexpr (sizeof(T) == 4) {
 #pragma unroll
-          for (int q = 0; q < kLanes; ++q) {
-            sbyte[q] = tile_scale.byte | (tile_max >= kInfBits ? 0x100u : 0u);
-            senc[q] = tile_scale.senc;
-          }
-        } else if constexpr (kLanes == 2) {
-          // Two lanes per block: lane p completes the maximum of row gq+p from its partner's half,
-          // computes that row's scale and trades it for the other row's.
-          const uint32_t m0 = chunk_max_bits<T>(raw[gq]), m1 = chunk_max_bits<T>(raw[gq + 1]);
-          const uint32_t keep = p ? m1 : m0, give = p ? m0 : m1;
-          const uint32_t mine = max(keep, __shfl_xor_sync(0xffffffffu, give, 1));
-          float mult, s_dec;
-          row_scale(r0 + gq + p, mult, s_dec);
-          const BlockScale s = block_scale(__uint_as_float(mine), mult, s_dec);
-          const uint32_t pack = s.byte | (mine >= kInfBits ? 0x100u : 0u);
-          const uint32_t other_pack = __shfl_xor_sync(0xffffffffu, pack, 1);
-          const float other_senc = __shfl_xor_sync(0xffffffffu, s.senc, 1);
-          sbyte[0] = p ? other_pack : pack;
-          sbyte[1] = p ? pack : other_pack;
-          senc[0] = p ? other_senc : s.senc;
-          senc[1] = p ? s.senc : other_senc;
-        } else {
+            for (int qq = 0; qq < kLanes; ++qq) {
+              uint32_t m = row_part(gq + qq);
 #pragma unroll
-          for (int q = 0; q < kLanes; ++q) {
-            uint32_t m = chunk_max_bits<T>(raw[gq + q]);
-#pragma unroll
-            for (int o = 1; o < kLanes; o <<= 1) m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
-            float mult, s_dec;
-            row_scale(r0 + gq + q, mult, s_dec);
-            const BlockScale s = block_scale(__uint_as_float(m), mult, s_dec);
-            sbyte[q] = s.byte | (m >= kInfBits ? 0x100u : 0u);
-            senc[q] = s.senc;
+              for (int o = 1; o < kLanes; o <<= 1) m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
+              row_max[qq] = m;
+            }
+          } else {
+            const uint32_t p0 = row_part(gq), p1 = row_part(gq + 1);
+            uint32_t v = __vmaxu2(__byte_perm(p0, p1, 0x5410), __byte_perm(p0, p1, 0x7632));
+            v = __vmaxu2(v, __shfl_xor_sync(0xffffffffu, v, 1));
+            row_max[0] = In<T>::mag_bits(v & 0xFFFFu);
+            row_max[1] = In<T>::mag_bits(v >> 16);
           }
         }
         // SR: the random words of this thread's elements in each row of the group. With two lanes
@@ -485,27 +481,38 @@ __global__ void __launch_bounds__(256, 2) cast_kernel(const CastArgs a) {
             rnd[1][1] = p ? mine.v[3] : got1;
           } else {
 #pragma unroll
-            for (int q = 0; q < kLanes; ++q) {
+            for (int qq = 0; qq < kLanes; ++qq) {
               const detail::Philox4x32 r = detail::sr_block_random(
-                  a.sr_seed, a.sr_offset, static_cast<uint64_t>((r0 + gq + q) * rw_blocks + c / 16), false);
-              rnd[q][0] = p == 0 ? r.v[0] : (p == 1 ? r.v[1] : (p == 2 ? r.v[2] : r.v[3]));
+                  a.sr_seed, a.sr_offset, static_cast<uint64_t>((r0 + gq + qq) * rw_blocks + c / 16), false);
+              rnd[qq][0] = p == 0 ? r.v[0] : (p == 1 ? r.v[1] : (p == 2 ? r.v[2] : r.v[3]));
             }
           }
         }
 #pragma unroll
-        for (int q = 0; q < kLanes; ++q) {
-          const int64_t r = r0 + gq + q;
-          if (!col_ok || r >= a.rows) continue;
-          const bool bad = sbyte[q] >= 0x100u;
-          uint32_t codes = encode_chunk<T, kSr>(raw[gq + q], senc[q], kSr ? rnd[q] : nullptr);
+        for (int qq = 0; qq < kLanes; ++qq) {
+          const int i = gq + qq;
+          if (!col_ok || i >= rows_here) continue;
+          uint32_t sbyte = tile_byte;
+          float senc = tile_senc;
+          if constexpr (!k2D) {
+            float mult = mult_tensor, s_dec = g_tensor.s_dec;
+            if constexpr (kRowScaled) {
+              const detail::GlobalScale g = detail::global_scale(a.amax[r0 + i]);
+              mult = g.s_enc * detail::kOneSixth;
+              s_dec = g.s_dec;
+            }
+            scale_of(row_max[qq], mult, s_dec, sbyte, senc);
+          }
+          const bool bad = sbyte >= 0x100u;
+          uint32_t codes = encode_chunk<T, kSr>(raw[i], senc, kSr ? rnd[qq] : nullptr);
           if (bad) codes = 0u;
-          uint8_t* data = a.rw.data + r * a.rw.data_stride + c / 2;
+          uint8_t* data = rdata + i * a.rw.data_stride;
           if constexpr (kVec == 8) *reinterpret_cast<uint32_t*>(data) = codes;
           else *reinterpret_cast<uint16_t*>(data) = static_cast<uint16_t>(codes);
-          if (p == (q & (kLanes - 1))) {  // one lane per block writes its scale byte
-            const uint8_t byte = bad ? kE4m3Nan : static_cast<uint8_t>(sbyte[q]);
-            a.rw.scales[r * a.rw.scale_stride + c / 16] = byte;
-            if (a.rw.scales_swizzled) a.rw.scales_swizzled[swizzled_scale_offset(r, c / 16, rw_blocks)] = byte;
+          if (p == qq) {  // one lane per block writes its scale byte
+            const uint8_t byte = bad ? kE4m3Nan : static_cast<uint8_t>(sbyte);
+            rscale[i * a.rw.scale_stride] = byte;
+            if (a.rw.scales_swizzled) a.rw.scales_swizzled[swizzled_scale_offset(r0 + i, c / 16, rw_blocks)] = byte;
           }
         }
       }
@@ -515,23 +522,22 @@ __global__ void __launch_bounds__(256, 2) cast_kernel(const CastArgs a) {
       unsigned char* stage = smem + buf * cast_stage_bytes(warps, sizeof(T));
       uint2* stage_data = reinterpret_cast<uint2*>(stage);
       uint8_t* stage_scales = stage + int64_t{kTileCols} * warps * 8;  // [column][warp]
-      if (col_ok && r0 < padded_rows) {
-        uint32_t m[kVec];
-        if constexpr (!k2D) column_max_bits<T>(raw, m);
+      if (col_ok && rows_here > 0) {
 #pragma unroll
         for (int e = 0; e < kVec; ++e) {
-          const uint32_t mb = k2D ? tile_max : m[e];
-          const bool bad = mb >= kInfBits;
-          const BlockScale s = k2D ? tile_scale : block_scale(__uint_as_float(mb), mult_tensor, g_tensor.s_dec);
+          uint32_t sbyte = tile_byte;
+          float senc = tile_senc;
+          if constexpr (!k2D) scale_of(col_max(e), mult_tensor, g_tensor.s_dec, sbyte, senc);
+          const bool bad = sbyte >= 0x100u;
           detail::Philox4x32 rnd{};
           if constexpr (kSr) {
             rnd = detail::sr_block_random(a.sr_seed, a.sr_offset, static_cast<uint64_t>((c + e) * cw_blocks + r0 / 16), true);
           }
-          uint2 codes = encode_column<T, kSr>(raw, e, s.senc, rnd);
+          uint2 codes = encode_column<T, kSr>(raw, e, senc, rnd);
           if (bad) codes = make_uint2(0u, 0u);
           const int col = kVec * lane + e;
           stage_data[stage_chunk(w, col, kTileCols)] = codes;
-          stage_scales[col * warps + w] = bad ? kE4m3Nan : static_cast<uint8_t>(s.byte);
+          stage_scales[col * warps + w] = bad ? kE4m3Nan : static_cast<uint8_t>(sbyte);
         }
       }
       __syncthreads();
@@ -545,7 +551,7 @@ __global__ void __launch_bounds__(256, 2) cast_kernel(const CastArgs a) {
         if (cc >= a.cols || 2 * h >= valid) continue;
         uint8_t* dst = a.cw.data + cc * a.cw.data_stride + int64_t{tr} * (tile_rows / 2) + 16 * h;
         const uint2 lo = stage_data[stage_chunk(2 * h, col, kTileCols)];
-        if (2 * h + 1 < valid && (reinterpret_cast<uintptr_t>(dst) & 15u) == 0) {
+        if (2 * h + 1 < valid && cw_data_vec16) {
           const uint2 hi = stage_data[stage_chunk(2 * h + 1, col, kTileCols)];
           *reinterpret_cast<uint4*>(dst) = make_uint4(lo.x, lo.y, hi.x, hi.y);
         } else {
@@ -559,13 +565,13 @@ __global__ void __launch_bounds__(256, 2) cast_kernel(const CastArgs a) {
         const int64_t b0 = int64_t{tr} * warps;  // first scale column of this tile
         uint8_t* dst = a.cw.scales + cc * a.cw.scale_stride + b0;
         const uint8_t* src = stage_scales + col * warps;
-        if (valid == warps && (reinterpret_cast<uintptr_t>(dst) & 3u) == 0) {
-          for (int q = 0; q < warps; q += 4) *reinterpret_cast<uint32_t*>(dst + q) = *reinterpret_cast<const uint32_t*>(src + q);
+        if (valid == warps && cw_scales_vec4) {
+          for (int qq = 0; qq < warps; qq += 4) *reinterpret_cast<uint32_t*>(dst + qq) = *reinterpret_cast<const uint32_t*>(src + qq);
         } else {
-          for (int q = 0; q < valid; ++q) dst[q] = src[q];
+          for (int qq = 0; qq < valid; ++qq) dst[qq] = src[qq];
         }
         if (a.cw.scales_swizzled) {
-          for (int q = 0; q < valid; ++q) a.cw.scales_swizzled[swizzled_scale_offset(cc, b0 + q, cw_blocks)] = src[q];
+          for (int qq = 0; qq < valid; ++qq) a.cw.scales_swizzled[swizzled_scale_offset(cc, b0 + qq, cw_blocks)] = src[qq];
         }
       }
       // No second barrier: the next tile stages into the other buffer, and the one after that
