@@ -121,14 +121,7 @@ FP4KIT_HD inline float abs_clamp6(float y) {
 }
 
 FP4KIT_HD inline uint32_t e2m1_region_exponent(float a) {
-#if defined(__CUDA_ARCH__)
-  // bits >> 23 as the high word of bits * 512: a multiply-add instruction instead of a shift,
-  // because the integer ALU is the cast kernels' busiest pipe and the multiply-add pipe has room.
-  uint32_t eb;
-  asm("mul.hi.u32 %0, %1, 512;" : "=r"(eb) : "r"(float_bits(a)));
-#else
   const uint32_t eb = float_bits(a) >> 23;
-#endif
   return eb < 127u ? 127u : eb;
 }
 
