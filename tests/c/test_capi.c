@@ -265,6 +265,10 @@ static void test_quantize_bytes_and_dequantize(void) {
   CHECK_STATUS(fp4kit_nvfp4_field_view(q, FP4KIT_ROWWISE, (fp4kit_nvfp4_field)9, &unused),
                FP4KIT_ERR_INVALID_ARGUMENT);
   CHECK_STATUS(fp4kit_nvfp4_field_view(NULL, FP4KIT_ROWWISE, FP4KIT_FIELD_DATA, &unused), FP4KIT_ERR_NULL_POINTER);
+  /* Quantized without swizzled_scales: no swizzled copy, and the error says how to get one. */
+  CHECK_STATUS(fp4kit_nvfp4_field_view(q, FP4KIT_ROWWISE, FP4KIT_FIELD_SCALES_SWIZZLED, &unused),
+               FP4KIT_ERR_INVALID_ARGUMENT);
+  CHECK(strstr(fp4kit_last_error(), "swizzled_scales") != NULL);
 
   /* Dequantize: exact on the grid (the input itself), hand-rounded values elsewhere (see above). */
   float want[kQRows][kQCols];
@@ -303,6 +307,25 @@ static void test_quantize_both_directions(void) {
   }
   if (CHECK_STATUS(fp4kit_nvfp4_field_view(q, FP4KIT_COLUMNWISE, FP4KIT_FIELD_SCALES, &scales), FP4KIT_OK)) {
     CHECK(scales.rank == 2 && scales.shape[0] == kQCols && scales.shape[1] == 1);
+  }
+  fp4kit_nvfp4_destroy(q);
+
+  /* The same with swizzled_scales: each part also has its scales in the GEMM-swizzled layout,
+   * rows padded to 128 and scale columns to 4 (NUMERICS.md §10). The columnwise part's compact
+   * scale (row r, block 0) sits at offset (r % 32) * 16 + ((r % 128) / 32) * 4. */
+  params.swizzled_scales = 1;
+  q = NULL;
+  if (!CHECK_STATUS(fp4kit_quantize(&xv, &params, NULL, &q), FP4KIT_OK)) return;
+  fp4kit_tensor_view sw;
+  if (CHECK_STATUS(fp4kit_nvfp4_field_view(q, FP4KIT_COLUMNWISE, FP4KIT_FIELD_SCALES, &scales), FP4KIT_OK) &&
+      CHECK_STATUS(fp4kit_nvfp4_field_view(q, FP4KIT_COLUMNWISE, FP4KIT_FIELD_SCALES_SWIZZLED, &sw), FP4KIT_OK)) {
+    CHECK(sw.dtype == FP4KIT_U8 && sw.rank == 1 && sw.shape[0] == 128 * 4);
+    const uint8_t* compact = (const uint8_t*)scales.data;
+    const uint8_t* swizzled = (const uint8_t*)sw.data;
+    int same = 1;
+    for (int r = 0; r < kQCols; ++r) same = same && swizzled[(r % 32) * 16 + ((r % 128) / 32) * 4] == compact[r];
+    CHECK(same);
+    CHECK(swizzled[1] == 0 && swizzled[(kQCols % 32) * 16 + 4] == 0); /* padding */
   }
   /* Columnwise dequantization gives x^T [32, 2]; column 0 of row 0, x[0][7] = 10.5, is on the
    * grid of its block (bamax over x^T row 7 = {10.5, 0} is 10.5, scale 448): exact. */

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <limits>
 
+#include "fp4kit/layout.hpp"
 #include "test_util.hpp"
 
 #if defined(__x86_64__)
@@ -291,6 +292,62 @@ TEST(Quantize, OutputsAreDeterministicAndQuantizeIntoOverwritesPoison) {
     EXPECT_EQ(0, std::memcmp(pa.scales.data, pb.scales.data, pa.scales.nbytes()));
     EXPECT_EQ(0, std::memcmp(pa.amax.data, pb.amax.data, pa.amax.nbytes()));
   }
+}
+
+// Runs `f`, which must throw fp4kit::Error with `code` and a message containing `fragment`.
+template <typename F>
+void expect_error(ErrorCode code, const std::string& fragment, F&& f) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected one mentioning '" << fragment << "'";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), code) << e.what();
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
+}
+
+// swizzled_scales: each part also carries its scales in the GEMM-swizzled layout (NUMERICS §10),
+// the very bytes swizzle_scales() makes of the compact ones, padding zero; a shape that pads both
+// the rows (200 and 80 are not multiples of 128) and the scale columns (5 blocks, 13 blocks).
+TEST(QuantizeSwizzled, BothPartsCarryTheSwizzledCopyOfTheirScales) {
+  const int R = 200, C = 80;
+  HostMatrix x(R, C, test::normals(R * C, 11));
+  QuantParams p;
+  p.direction = Direction::kBoth;
+  p.swizzled_scales = true;
+  const Nvfp4Tensor q = quantize(x.view(), p);
+  size_t parts_bytes = 0;
+  for (Direction d : {Direction::kRowwise, Direction::kColumnwise}) {
+    const Nvfp4Part& part = q.part(d);
+    const int64_t rows = part.geometry.rows, blocks = part.geometry.blocks_per_row();
+    ASSERT_NE(part.scales_swizzled.data, nullptr) << direction_name(d);
+    ASSERT_EQ(part.scales_swizzled.numel(), swizzled_scale_bytes(rows, blocks)) << direction_name(d);
+    std::vector<uint8_t> want(static_cast<size_t>(swizzled_scale_bytes(rows, blocks)), 0xA5);
+    swizzle_scales(part.scales, TensorView::vector(want.data(), DType::kU8, static_cast<int64_t>(want.size())));
+    EXPECT_EQ(0, std::memcmp(want.data(), part.scales_swizzled.data, want.size())) << direction_name(d);
+    EXPECT_EQ(static_cast<const uint8_t*>(part.scales_swizzled.data)[swizzled_scale_offset(rows, 0, blocks)], 0)
+        << "a padding row is zero, " << direction_name(d);
+    parts_bytes += part.data.nbytes() + part.scales.nbytes() + part.amax.nbytes() + want.size();
+  }
+  EXPECT_EQ(q.nbytes(), parts_bytes);
+
+  // Without the flag there is no swizzled copy, and asking for one is a clear error.
+  QuantParams plain = p;
+  plain.swizzled_scales = false;
+  const Nvfp4Tensor q2 = quantize(x.view(), plain);
+  EXPECT_EQ(q2.rowwise().scales_swizzled.data, nullptr);
+
+  // from_parts checks the swizzled view against the params, both ways.
+  Nvfp4Meta meta{R, C, DType::kF32, p};
+  Nvfp4Part rw = q.rowwise(), cw = q.columnwise();
+  EXPECT_NO_THROW(Nvfp4Tensor::from_parts(meta, rw, cw, q.nonfinite_counts()));
+  Nvfp4Part missing = rw;
+  missing.scales_swizzled = {};
+  expect_error(ErrorCode::kNullPointer, "rowwise.scales_swizzled",
+                     [&] { (void)Nvfp4Tensor::from_parts(meta, missing, cw, q.nonfinite_counts()); });
+  meta.params.swizzled_scales = false;
+  expect_error(ErrorCode::kInvalidArgument, "params.swizzled_scales is false",
+                     [&] { (void)Nvfp4Tensor::from_parts(meta, rw, cw, q.nonfinite_counts()); });
 }
 
 }  // namespace
