@@ -73,6 +73,13 @@ void expect_same_tensors(const SafetensorsFile& file, const Nvfp4Tensor& expecte
       const TensorView& view;
       DType dtype;
     } items[] = {{".data", part.data, DType::kU8}, {".scales", part.scales, DType::kE4M3}, {".amax", part.amax, DType::kF32}};
+    if (part.scales_swizzled.data) {
+      const std::string name = prefix + ".scales_swizzled";
+      names.push_back(name);
+      auto it = file.tensors.find(name);
+      ASSERT_NE(it, file.tensors.end()) << "missing " << name;
+      EXPECT_TRUE(it->second.bytes == host_copy(part.scales_swizzled).bytes) << name;
+    }
     for (const auto& item : items) {
       const std::string name = prefix + item.suffix;
       names.push_back(name);
@@ -162,7 +169,7 @@ TEST(CliHelp, EverySubcommandHelpExitsZero) {
   for (const char* sub : {"version", "quantize", "dequantize", "demo"}) EXPECT_TRUE(contains(root.out, sub));
   const CliRun quant = run_cli("quantize --help");
   for (const char* opt : {"--role", "--direction", "--2d", "--rht", "--mask", "--sr", "--seed", "--offset",
-                          "--row-scaled", "--tensor", "--step"}) {
+                          "--row-scaled", "--tensor", "--step", "--swizzled-scales"}) {
     EXPECT_TRUE(contains(quant.out, opt));
   }
 }
@@ -267,6 +274,26 @@ TEST(CliQuantize, RowScaledAndRank1) {
   expect_same_tensors(f, quantize(TensorView::matrix(x.bytes.data(), DType::kF32, 1, 64), p));
   EXPECT_EQ(f.metadata.at("row_scaled"), "true");
   EXPECT_EQ(f.metadata.at("rows"), "1");
+}
+
+TEST(CliQuantize, SwizzledScalesAreStoredAndReadBack) {
+  HostTensor x = random_f32(40, 48, 9);
+  const std::string in = scratch("sw.npy");
+  write_npy(in, x);
+  const std::string out = scratch("sw.safetensors");
+  const CliRun r = run_cli("quantize " + q(in) + " " + q(out) + " --direction both --swizzled-scales");
+  ASSERT_EQ(r.status, 0) << r.err;
+  QuantParams p;
+  p.direction = Direction::kBoth;
+  p.swizzled_scales = true;
+  const SafetensorsFile f = read_safetensors(out);
+  expect_same_tensors(f, quantize(TensorView::matrix(x.bytes.data(), DType::kF32, 40, 48), p));
+  EXPECT_EQ(f.metadata.at("swizzled_scales"), "true");
+  const Nvfp4File back = read_nvfp4_safetensors(out);
+  ASSERT_NE(back.tensor.columnwise().scales_swizzled.data, nullptr);
+  EXPECT_EQ(back.tensor.columnwise().scales_swizzled.numel(), 128 * 4);  // 48 rows -> 128, 3 blocks -> 4
+  const CliRun d = run_cli("dequantize " + q(out) + " " + q(scratch("sw_back.npy")));
+  EXPECT_EQ(d.status, 0) << d.err;
 }
 
 TEST(CliQuantize, ReportsNonFiniteValues) {

@@ -38,6 +38,7 @@ struct QuantizeArgs {
   uint64_t seed = 0;
   uint64_t offset = 0;
   bool row_scaled = false;
+  bool swizzled_scales = false;
 };
 
 std::string lower(std::string s) {
@@ -100,6 +101,7 @@ Mode choose_mode(const QuantizeArgs& args) {
     const OperandRole role = parse_role(args.role);
     const Recipe recipe = Recipe::from_env();
     mode.params = recipe.params(role, args.step);
+    mode.params.swizzled_scales = args.swizzled_scales;
     mode.metadata["role"] = role_name(role);
     mode.metadata["recipe"] = recipe.to_json();
     return mode;
@@ -113,6 +115,7 @@ Mode choose_mode(const QuantizeArgs& args) {
   p.sr_seed = args.seed;
   p.sr_offset = args.offset;
   p.row_scaled = args.row_scaled;
+  p.swizzled_scales = args.swizzled_scales;
   return mode;
 }
 
@@ -221,6 +224,8 @@ void add_quantize_command(CLI::App& app) {
   CLI::Option* row_scaled =
       cmd->add_flag("--row-scaled", args->row_scaled, "One global scale per row (fprop activations; rowwise, 1d, rne)");
   role->excludes(direction, block_2d, rht, mask, sr, seed, offset, row_scaled);
+  cmd->add_flag("--swizzled-scales", args->swizzled_scales,
+                "Also store each part's scales in the GEMM-swizzled layout (<part>.scales_swizzled)");
 
   cmd->callback([args] { run_quantize(*args); });
 }

@@ -375,6 +375,7 @@ void write_nvfp4_safetensors(const std::string& path, const Nvfp4Tensor& q, cons
     tensors[prefix + ".data"] = host_copy(part.data);
     tensors[prefix + ".scales"] = host_copy(part.scales);
     tensors[prefix + ".amax"] = host_copy(part.amax);
+    if (part.scales_swizzled.data) tensors[prefix + ".scales_swizzled"] = host_copy(part.scales_swizzled);
   }
   tensors["nonfinite_counts"] = host_copy(q.nonfinite_counts());
 
@@ -395,6 +396,7 @@ void write_nvfp4_safetensors(const std::string& path, const Nvfp4Tensor& q, cons
   meta["rht_mask"] = hex16(p.rht_mask);
   meta["sr_seed"] = std::to_string(p.sr_seed);
   meta["sr_offset"] = std::to_string(p.sr_offset);
+  meta["swizzled_scales"] = p.swizzled_scales ? "true" : "false";
   meta["packing"] = "e2m1 x2 per byte, element 2i in the low nibble";
   write_safetensors(path, tensors, meta);
 }
@@ -439,6 +441,8 @@ Nvfp4File read_nvfp4_safetensors(const std::string& path) {
   p.rht_mask = static_cast<uint16_t>(mask);
   p.sr_seed = r.u64("sr_seed");
   p.sr_offset = r.u64("sr_offset");
+  // Files written before the swizzled copy existed have no entry: no swizzled scales.
+  p.swizzled_scales = out.file.metadata.count("swizzled_scales") != 0 && r.boolean("swizzled_scales");
 
   auto tensor = [&](const std::string& name) -> HostTensor& {
     auto it = out.file.tensors.find(name);
@@ -458,6 +462,7 @@ Nvfp4File read_nvfp4_safetensors(const std::string& path) {
     part.data = tensor(prefix + ".data").view();
     part.scales = tensor(prefix + ".scales").view();
     part.amax = tensor(prefix + ".amax").view();
+    if (p.swizzled_scales) part.scales_swizzled = tensor(prefix + ".scales_swizzled").view();
     part.geometry = d == Direction::kRowwise ? Nvfp4Tensor::rowwise_geometry(meta.rows, meta.cols)
                                              : Nvfp4Tensor::columnwise_geometry(meta.rows, meta.cols);
     part.present = true;
