@@ -56,6 +56,12 @@ void check_quantize_output(const Matrix& x, const QuantParams& p, const Nvfp4Ten
              " but the call asks for ", direction_name(p.direction), p.row_scaled ? " row-scaled" : ""),
          "allocate out with the same QuantParams as the call");
   }
+  if (q.swizzled_scales != p.swizzled_scales) {
+    fail(ErrorCode::kInvalidArgument,
+         cat("quantize_into: out was made ", q.swizzled_scales ? "with" : "without",
+             " swizzled scales but the call asks ", p.swizzled_scales ? "for them" : "for none"),
+         "allocate out with the same QuantParams as the call");
+  }
   if (!(out.device() == device)) {
     fail(ErrorCode::kInvalidArgument, cat("quantize_into: out is on ", describe_device(out.device()),
                                           " but the call runs on ", describe_device(device)));

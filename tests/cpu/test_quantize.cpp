@@ -337,6 +337,10 @@ TEST(QuantizeSwizzled, BothPartsCarryTheSwizzledCopyOfTheirScales) {
   const Nvfp4Tensor q2 = quantize(x.view(), plain);
   EXPECT_EQ(q2.rowwise().scales_swizzled.data, nullptr);
 
+  // quantize_into needs an output made with the same choice.
+  Nvfp4Tensor without = Nvfp4Tensor::allocate(R, C, DType::kF32, plain);
+  expect_error(ErrorCode::kInvalidArgument, "without swizzled scales", [&] { quantize_into(x.view(), p, without); });
+
   // from_parts checks the swizzled view against the params, both ways.
   Nvfp4Meta meta{R, C, DType::kF32, p};
   Nvfp4Part rw = q.rowwise(), cw = q.columnwise();
