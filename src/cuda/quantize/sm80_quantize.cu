@@ -106,6 +106,20 @@ __device__ __forceinline__ AmaxAcc warp_reduce(AmaxAcc a) {
   return a;
 }
 
+// Programmatic dependent launch (sm_90+): the amax kernels let the cast grid launch once every
+// CTA is past its loads, and the cast waits here, before its first read of their results, until
+// they have finished and their writes are visible. Before sm_90 launches are plain stream order.
+__device__ __forceinline__ void allow_dependent_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wait_for_primary_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 // ---------------------------------------------------------------------------------------------
 // amax
 // ---------------------------------------------------------------------------------------------
@@ -146,6 +160,7 @@ __global__ void __launch_bounds__(kAmaxThreads) amax_tensor_kernel(const T* __re
   } else {
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) amax_run<T>(x + r * row_stride, cols, vec, threadIdx.x, blockDim.x, acc);
   }
+  allow_dependent_grid();  // this CTA's loads are done; the cast may start filling SMs
   acc = warp_reduce(acc);
   __shared__ AmaxAcc warps[kAmaxThreads / 32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -172,6 +187,7 @@ __global__ void __launch_bounds__(kAmaxThreads) amax_rows_kernel(const T* __rest
   const int lane = threadIdx.x & 31;
   AmaxAcc acc;
   amax_run<T>(x + r * row_stride, cols, vec, lane, 32, acc);
+  allow_dependent_grid();
   acc = warp_reduce(acc);
   if (lane == 0) {
     const float amax = __uint_as_float(acc.max_bits);
@@ -318,9 +334,9 @@ __global__ void __launch_bounds__(256, 2) cast_kernel(const CastArgs a) {
   const int64_t padded_rows = (a.rows + 15) / 16 * 16;
   const int64_t rw_blocks = a.cols / 16, cw_blocks = padded_rows / 16;
   const T* x = static_cast<const T*>(a.x);
+  // The tensor's global scale: read after the amax pass has finished (see the end of the kernel).
   detail::GlobalScale g_tensor{};
-  if constexpr (!kRowScaled) g_tensor = detail::global_scale(a.amax[0]);
-  const float mult_tensor = g_tensor.s_enc * detail::kOneSixth;
+  float mult_tensor = 0.0f;
   // Whole-vector stores of the columnwise output where its base and row stride allow them.
   const bool cw_data_vec16 = (reinterpret_cast<uintptr_t>(a.cw.data) & 15u) == 0 && a.cw.data_stride % 16 == 0;
   const bool cw_scales_vec4 = (reinterpret_cast<uintptr_t>(a.cw.scales) & 3u) == 0 && a.cw.scale_stride % 4 == 0;
@@ -370,11 +386,7 @@ __global__ void __launch_bounds__(256, 2) cast_kernel(const CastArgs a) {
   // tensor's S_dec only, so a CTA computes the 127 values once, with the reference's own formula,
   // and each block looks its scale up instead of dividing. (Row-scaled input has an S_dec per
   // row and divides.)
-  float* senc_lut = reinterpret_cast<float*>(smem + cast_lut_offset(warps, sizeof(T)));
-  if constexpr (!kRowScaled) {
-    for (int i = t; i < 128; i += blockDim.x) senc_lut[i] = detail::block_encode_scale(static_cast<uint8_t>(i), g_tensor);
-    __syncthreads();
-  }
+  float* senc_lut = reinterpret_cast<float*>(smem + cast_lut_offset(warps, sizeof(T)));  // filled below
   // Scale byte (plus 0x100 when the block holds NaN or Inf, §9) and encode scale of a block whose
   // maximum |element| has FP32 bits `m`, under global scale (mult, s_dec). The E4M3 rounding is the
   // hardware conversion (cvt.rn.satfinite.e4m3x2.f32 from sm_89), which the GPU tests check
@@ -580,15 +592,23 @@ __global__ void __launch_bounds__(256, 2) cast_kernel(const CastArgs a) {
     }
   };
 
+  // Tiles blockIdx.x, blockIdx.x + gridDim.x, ... counted from the last one; tile k+1's copies
+  // are in flight while tile k is encoded. The first tile's copies (they read x only) go out
+  // before the wait for the amax pass: on sm_90 this grid is launched as its programmatic
+  // dependent, so its start overlaps the amax pass's tail.
+  int64_t k = int64_t{a.num_tiles} - 1 - blockIdx.x;
+  if (k >= 0) issue(k);
+  wait_for_primary_grid();
+  if constexpr (!kRowScaled) {
+    g_tensor = detail::global_scale(a.amax[0]);
+    mult_tensor = g_tensor.s_enc * detail::kOneSixth;
+    for (int i = t; i < 128; i += blockDim.x) senc_lut[i] = detail::block_encode_scale(static_cast<uint8_t>(i), g_tensor);
+    __syncthreads();
+  }
   // Both outputs share the tensor's amax: the columnwise part gets its copy here.
   if constexpr (kRow && kCol) {
     if (blockIdx.x == 0 && threadIdx.x == 0) a.cw.amax[0] = a.amax[0];
   }
-
-  // Tiles blockIdx.x, blockIdx.x + gridDim.x, ... counted from the last one; tile k+1's copies
-  // are in flight while tile k is encoded.
-  int64_t k = int64_t{a.num_tiles} - 1 - blockIdx.x;
-  if (k >= 0) issue(k);
   for (int buf = 0; k >= 0; buf ^= 1) {
     uint4 raw[16];
     fetch(raw);
@@ -721,8 +741,24 @@ void run_cast(const CastArgs& args, const QuantParams& p, int warps, int sm_coun
   // A persistent grid: every SM full, each CTA streaming several tiles.
   const int64_t grid = std::min<int64_t>(int64_t{args.num_tiles}, int64_t{per_sm} * sm_count);
   if (grid <= 0) return;
-  kernel<<<static_cast<unsigned>(grid), threads, static_cast<size_t>(smem), s>>>(args);
-  FP4KIT_CUDA_CHECK(cudaGetLastError(), what);
+  // The loaded image waits for the amax pass (wait_for_primary_grid) only when it was compiled
+  // for sm_90 or newer; an image JIT-compiled from older PTX must be launched in plain order.
+  cudaFuncAttributes image{};
+  FP4KIT_CUDA_CHECK(cudaFuncGetAttributes(&image, reinterpret_cast<const void*>(kernel)), what);
+  const bool dependent_launch = image.ptxVersion >= 90;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(static_cast<unsigned>(grid));
+  config.blockDim = dim3(static_cast<unsigned>(threads));
+  config.dynamicSmemBytes = static_cast<size_t>(smem);
+  config.stream = s;
+  // On sm_90+ the cast is the amax pass's programmatic dependent: it launches as the amax CTAs
+  // finish their loads, and waits in the kernel before it reads the amax (wait_for_primary_grid).
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &attribute;
+  config.numAttrs = dependent_launch ? 1 : 0;
+  FP4KIT_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, args), what);
 }
 
 template <typename OutT>
