@@ -334,9 +334,6 @@ __global__ void __launch_bounds__(256, 2) cast_kernel(const CastArgs a) {
   const int64_t padded_rows = (a.rows + 15) / 16 * 16;
   const int64_t rw_blocks = a.cols / 16, cw_blocks = padded_rows / 16;
   const T* x = static_cast<const T*>(a.x);
-  // The tensor's global scale: read after the amax pass has finished (see the end of the kernel).
-  detail::GlobalScale g_tensor{};
-  float mult_tensor = 0.0f;
   // Whole-vector stores of the columnwise output where its base and row stride allow them.
   const bool cw_data_vec16 = (reinterpret_cast<uintptr_t>(a.cw.data) & 15u) == 0 && a.cw.data_stride % 16 == 0;
   const bool cw_scales_vec4 = (reinterpret_cast<uintptr_t>(a.cw.scales) & 3u) == 0 && a.cw.scale_stride % 4 == 0;
@@ -380,6 +377,21 @@ __global__ void __launch_bounds__(256, 2) cast_kernel(const CastArgs a) {
 #pragma unroll
     for (int i = 0; i < 16; ++i) raw[i] = *reinterpret_cast<const uint4*>(slot(i));
   };
+
+  // Tiles blockIdx.x, blockIdx.x + gridDim.x, ... counted from the last one; tile k+1's copies
+  // are in flight while tile k is encoded. For the rowwise-only cast the first tile's copies (they
+  // read x only) go out before the wait for the amax pass: on sm_90 that cast is launched as the
+  // amax pass's programmatic dependent, so its start overlaps the amax pass's tail. (The
+  // two-output cast keeps the plain order: issuing early there made ptxas spill.)
+  int64_t k = int64_t{a.num_tiles} - 1 - blockIdx.x;
+  if constexpr (!kCol) {  // only this cast is launched as a dependent (see run_cast)
+    if (k >= 0) issue(k);
+    wait_for_primary_grid();
+  }
+  // The tensor's global scale, now that the amax pass has finished (const: the lambdas below
+  // capture it, and a mutable copy costs registers in every one of them).
+  const detail::GlobalScale g_tensor = kRowScaled ? detail::GlobalScale{} : detail::global_scale(a.amax[0]);
+  const float mult_tensor = g_tensor.s_enc * detail::kOneSixth;
 
   // The encode scale of every E4M3 scale byte the cast can produce (0x00..0x7E; 0x7F is NaN):
   // NUMERICS §2's senc_b = min(1 / (sdec_b * S_dec), FLT_MAX) depends on the byte and the
@@ -592,22 +604,16 @@ __global__ void __launch_bounds__(256, 2) cast_kernel(const CastArgs a) {
     }
   };
 
-  // Tiles blockIdx.x, blockIdx.x + gridDim.x, ... counted from the last one; tile k+1's copies
-  // are in flight while tile k is encoded. The first tile's copies (they read x only) go out
-  // before the wait for the amax pass: on sm_90 this grid is launched as its programmatic
-  // dependent, so its start overlaps the amax pass's tail.
-  int64_t k = int64_t{a.num_tiles} - 1 - blockIdx.x;
-  if (k >= 0) issue(k);
-  wait_for_primary_grid();
   if constexpr (!kRowScaled) {
-    g_tensor = detail::global_scale(a.amax[0]);
-    mult_tensor = g_tensor.s_enc * detail::kOneSixth;
     for (int i = t; i < 128; i += blockDim.x) senc_lut[i] = detail::block_encode_scale(static_cast<uint8_t>(i), g_tensor);
     __syncthreads();
   }
   // Both outputs share the tensor's amax: the columnwise part gets its copy here.
   if constexpr (kRow && kCol) {
     if (blockIdx.x == 0 && threadIdx.x == 0) a.cw.amax[0] = a.amax[0];
+  }
+  if constexpr (kCol) {
+    if (k >= 0) issue(k);
   }
   for (int buf = 0; k >= 0; buf ^= 1) {
     uint4 raw[16];
@@ -744,8 +750,8 @@ void run_cast(const CastArgs& args, const QuantParams& p, int warps, int sm_coun
   // The loaded image waits for the amax pass (wait_for_primary_grid) only when it was compiled
   // for sm_90 or newer; an image JIT-compiled from older PTX must be launched in plain order.
   // Measured on the H100 (fp4kit bench quantize): the dependent launch speeds the rowwise-only
-  // cast up by 3-4% but slows the two-output cast down by about 4% (cause not yet understood), so
-  // only the rowwise-only cast uses it.
+  // cast up by 3-4%. The two-output cast does not use it: restructured for it, that kernel
+  // started to spill (32 B) and ran about 4% slower.
   cudaFuncAttributes image{};
   FP4KIT_CUDA_CHECK(cudaFuncGetAttributes(&image, reinterpret_cast<const void*>(kernel)), what);
   const bool dependent_launch = image.ptxVersion >= 90 && !col;
