@@ -63,12 +63,15 @@ __device__ __forceinline__ uint32_t chunk_max_bits<__nv_bfloat16>(const uint4& r
                               __vmaxu2(raw.z & 0x7FFF7FFFu, raw.w & 0x7FFF7FFFu));
   return max(m & 0xFFFFu, m >> 16) << 16;  // bf16 bits are the top half of the FP32 bits
 }
+// FP32 bits of an FP16 magnitude (sign bit clear); NaN and Inf stay >= kInfBits.
+__device__ __forceinline__ uint32_t half_magnitude_bits(uint32_t h) {
+  return h >= 0x7C00u ? kInfBits | (h & 0x3FFu) : __float_as_uint(__half2float(__ushort_as_half(static_cast<unsigned short>(h))));
+}
 template <>
 __device__ __forceinline__ uint32_t chunk_max_bits<__half>(const uint4& raw) {
   const uint32_t m = __vmaxu2(__vmaxu2(raw.x & 0x7FFF7FFFu, raw.y & 0x7FFF7FFFu),
                               __vmaxu2(raw.z & 0x7FFF7FFFu, raw.w & 0x7FFF7FFFu));
-  const uint32_t h = max(m & 0xFFFFu, m >> 16);
-  return h >= 0x7C00u ? kInfBits | (h & 0x3FFu) : __float_as_uint(__half2float(__ushort_as_half(static_cast<unsigned short>(h))));
+  return half_magnitude_bits(max(m & 0xFFFFu, m >> 16));
 }
 
 struct AmaxAcc {
@@ -252,9 +255,7 @@ struct In<__half> {
     const uint32_t w = word_of(r, e >> 1);
     return __half2float(__ushort_as_half(static_cast<unsigned short>((e & 1) ? (w >> 16) : (w & 0xFFFFu))));
   }
-  static __device__ __forceinline__ uint32_t mag_bits(uint32_t h) {
-    return h >= 0x7C00u ? kInfBits | (h & 0x3FFu) : __float_as_uint(__half2float(__ushort_as_half(static_cast<unsigned short>(h))));
-  }
+  static __device__ __forceinline__ uint32_t mag_bits(uint32_t h) { return half_magnitude_bits(h); }
 };
 template <>
 struct In<float> {
