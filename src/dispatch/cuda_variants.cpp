@@ -59,12 +59,13 @@ void register_cuda_variants(Registry& registry) {
   // One variant per element width: the tile, hence the shared memory, depends on it.
   for (int elem : {2, 4}) {
     KernelVariant q = cuda_variant(elem == 2 ? "sm80_quantize_b16" : "sm80_quantize_f32", OpKind::kQuantize,
-                                   "one-pass NVFP4 cast: register tiles, both directions, columnwise staged in shared memory");
-    for (int warps : cuda::kCastWarpChoices) {
-      const int rows = cuda::cast_tile_rows(warps), cols = cuda::cast_tile_cols(elem);
-      q.configs.push_back(KernelConfig{cat(rows, "x", cols), rows, cols, 0, 1, 32 * warps});
+                                   "one-pass NVFP4 cast: cp.async-pipelined shared tiles, a thread per block, both directions");
+    for (const cuda::CastShape& shape : cuda::kCastShapes) {
+      const int cols = cuda::cast_tile_cols(elem);
+      q.configs.push_back(KernelConfig{cat(shape.tile_rows, "x", cols, "_s", shape.stages), shape.tile_rows, cols, 0,
+                                       shape.stages, cuda::kCastThreads});
     }
-    q.smem_bytes = [elem](const KernelConfig& c) { return cuda::cast_smem_bytes(c.threads / 32, elem); };
+    q.smem_bytes = [](const KernelConfig& c) { return cuda::cast_smem_bytes(c.tile_m, c.stages); };
     q.check_problem = [elem](const Problem& p) -> std::string {
       if (!is_float_input(p.in_dtype)) return cat("takes f32, f16 or bf16, not ", dtype_name(p.in_dtype));
       if (static_cast<int>(dtype_size(p.in_dtype)) != elem) {

@@ -36,7 +36,8 @@ struct Chosen {
   Selection selection;
   const DeviceInfo* device;
   const std::string& name() const { return selection.variant->name; }
-  int warps() const { return selection.config.threads / 32; }
+  int tile_rows() const { return selection.config.tile_m; }
+  int stages() const { return selection.config.stages; }
 };
 
 Chosen choose(const Target& target, const Problem& problem) {
@@ -163,7 +164,7 @@ void run_quantize(const Chosen& c, const Matrix& m, const QuantParams& params, N
 #if defined(FP4KIT_HAVE_CUDA)
   if (c.name() == "sm80_quantize_b16" || c.name() == "sm80_quantize_f32") {
     return cuda::launch_quantize(source_of(m), params, pointers_of(out.rowwise()), pointers_of(out.columnwise()),
-                                 out.nonfinite_counts().ptr<uint32_t>(), c.warps(), c.device->sm_count,
+                                 out.nonfinite_counts().ptr<uint32_t>(), c.tile_rows(), c.stages(), c.device->sm_count,
                                  target.device.index, target.stream);
   }
 #endif

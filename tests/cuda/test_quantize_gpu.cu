@@ -3,8 +3,9 @@
 //
 // Each case runs one host input twice: through the CPU reference (Target::cpu()) and through the GPU
 // (Target::cuda) into device memory poisoned with 0xA5, and compares data, scales, amax bits and
-// the non-finite counts byte for byte. Every GPU case runs under three dispatch contexts (no cap,
-// smem_budget 101376 and 65536) and once more through the owning quantize() (determinism).
+// the non-finite counts byte for byte. Every GPU case runs under four dispatch contexts (no cap,
+// smem_budget 101376, 65536 and 49152: every cast configuration) and once more through the owning
+// quantize() (determinism).
 //
 // The CPU reference is the slow side (tens of ns per element and direction, one thread per call),
 // so the reference calls of a batch run on all host cores and the large shapes run fewer modes.
@@ -593,7 +594,9 @@ struct Budget {
   const char* name;
   std::optional<int64_t> cap;
 };
-const Budget kBudgets[] = {{"no cap", std::nullopt}, {"101376", 101376}, {"65536", 65536}};
+// No cap and 101376 B select the cast's 64-row tiles with three buffers, 65536 B its 32-row tiles
+// with three, and 49152 B (the default without the opt-in) its 32-row tiles with two.
+const Budget kBudgets[] = {{"no cap", std::nullopt}, {"101376", 101376}, {"65536", 65536}, {"49152", 49152}};
 constexpr size_t kNumBudgets = std::size(kBudgets);
 
 enum class Verbosity : uint8_t { kQuiet, kSummary, kExplain };

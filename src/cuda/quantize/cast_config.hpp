@@ -1,7 +1,7 @@
 // src/cuda/quantize/cast_config.hpp: the tile geometry and the ONE shared-memory formula of the
-// NVFP4 cast kernel (sm80_quantize.cu). Host-only code (the registry) and the kernel's
-// static_assert both use it, so a configuration that the dispatcher admits is exactly what the
-// kernel allocates. No CUDA header is needed to include it.
+// NVFP4 cast kernel (sm80_quantize.cu). Host-only code (the registry) and the kernel both use it,
+// so a configuration that the dispatcher admits is exactly what the kernel allocates. No CUDA
+// header is needed to include it.
 #pragma once
 
 #include <cstdint>
@@ -10,42 +10,39 @@
 
 namespace fp4kit::cuda {
 
-// The cast works in registers: a thread loads 16 rows x 16 bytes of x (8 elements of a 16-bit
-// type, 4 of f32), so a warp covers a band of 16 rows x 512 bytes and a CTA stacks `warps` bands:
-// a tile of 16*warps rows x (512 / element bytes) columns.
-//  - rowwise: a 16-element block is held by 16 / (16 / element bytes) neighbouring lanes (2 or 4),
-//    which combine their partial maxima by shuffles;
-//  - columnwise: a thread holds whole blocks (16 rows of each of its columns).
-// Shared memory holds, per thread, the 16 chunks of the next tile in flight (cp.async), and stages
-// the columnwise output of a tile so that each column's bytes leave in whole sectors; the staging
-// is double-buffered, hence one barrier per tile.
-inline constexpr int kCastBandRows = 16;
-inline constexpr int kCastBandBytes = 512;
+// The cast streams tiles of `tile_rows` rows x 512 bytes of x (256 columns of a 16-bit type, 128
+// of f32) through `stages` shared-memory buffers filled by cp.async, so that stages-1 tiles are
+// in flight while one is encoded. Its CTAs have kCastThreads threads, and each thread encodes
+// whole blocks straight from the shared tile: column words over 16 rows (columnwise), then
+// 16-element row blocks (rowwise). 64-row tiles let a column's codes leave in whole 32-byte
+// sectors; 32-row tiles fit small shared-memory budgets.
+inline constexpr int kCastThreads = 256;
+inline constexpr int kCastRowBytes = 512;
 
-FP4KIT_HD constexpr int cast_tile_rows(int warps) { return kCastBandRows * warps; }
-FP4KIT_HD constexpr int cast_tile_cols(int elem_bytes) { return kCastBandBytes / elem_bytes; }
+FP4KIT_HD constexpr int cast_tile_cols(int elem_bytes) { return kCastRowBytes / elem_bytes; }
 
-// One staging buffer: per tile column, `warps` 8-byte data chunks and `warps` scale bytes.
-FP4KIT_HD constexpr int64_t cast_stage_bytes(int warps, int elem_bytes) {
-  return int64_t{cast_tile_cols(elem_bytes)} * warps * (8 + 1);
-}
+// One tile buffer.
+FP4KIT_HD constexpr int64_t cast_stage_bytes(int tile_rows) { return int64_t{tile_rows} * kCastRowBytes; }
 
-// The in-flight chunks of one CTA: 16 per thread.
-FP4KIT_HD constexpr int64_t cast_inflight_bytes(int warps) { return int64_t{32} * warps * 16 * 16; }
-
-// The table of encode scales per E4M3 scale byte (0x00..0x7F), after the in-flight chunks.
+// After the buffers: the table of encode scales per E4M3 scale byte (0x00..0x7F), the 2D scales of
+// a tile's 16x16 blocks (8 bytes each, at most 4 x 16 of them) and the 2D pass's column-word
+// maxima (4 bytes each, at most 4 x 128).
 inline constexpr int64_t kCastScaleLutBytes = 128 * 4;
-FP4KIT_HD constexpr int64_t cast_lut_offset(int warps, int elem_bytes) {
-  return 2 * cast_stage_bytes(warps, elem_bytes) + cast_inflight_bytes(warps);
+inline constexpr int64_t kCastScaleTableBytes = 4 * 16 * 8;
+inline constexpr int64_t kCastUnitMaxBytes = 4 * 128 * 4;
+
+// Dynamic shared memory of a configuration.
+FP4KIT_HD constexpr int64_t cast_smem_bytes(int tile_rows, int stages) {
+  return stages * cast_stage_bytes(tile_rows) + kCastScaleLutBytes + kCastScaleTableBytes + kCastUnitMaxBytes;
 }
 
-// Dynamic shared memory of a configuration: two staging buffers, the in-flight chunks, the table.
-FP4KIT_HD constexpr int64_t cast_smem_bytes(int warps, int elem_bytes) {
-  return cast_lut_offset(warps, elem_bytes) + kCastScaleLutBytes;
-}
-
-// The CTA sizes the registry offers (warps per CTA, largest tile first); the dispatcher keeps
-// those that fit.
-inline constexpr int kCastWarpChoices[] = {8, 4};
+// The configurations the registry offers (tile rows, stages); the dispatcher keeps those that fit
+// and prefers the deeper pipeline, then the larger tile. 64x3 takes 101376 B, exactly the budget of
+// sm_86/89/120; 32x3 fits 65536 B and 32x2 the 49152 B every GPU grants without the opt-in. (A
+// 64x2 configuration would only serve budgets between 68608 and 101375 B, which no GPU has.)
+struct CastShape {
+  int tile_rows, stages;
+};
+inline constexpr CastShape kCastShapes[] = {{64, 3}, {32, 3}, {32, 2}};
 
 }  // namespace fp4kit::cuda

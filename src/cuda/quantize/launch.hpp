@@ -32,10 +32,10 @@ void launch_amax(const SourceMatrix& x, bool per_row, float* finite_amax, float*
                  int device, void* stream);
 
 // The whole quantize op: amax pass(es), then the one-pass cast writing the present parts.
-// `warps` (per CTA) is the configuration chosen by the dispatcher (its shared memory is
-// cast_smem_bytes(warps, element size)).
+// `tile_rows` and `stages` are the configuration chosen by the dispatcher (its shared memory is
+// cast_smem_bytes(tile_rows, stages)).
 void launch_quantize(const SourceMatrix& x, const QuantParams& params, const PartPointers& rowwise,
-                     const PartPointers& columnwise, uint32_t* nonfinite_counts, int warps, int sm_count, int device,
+                     const PartPointers& columnwise, uint32_t* nonfinite_counts, int tile_rows, int stages, int sm_count, int device,
                      void* stream);
 
 // Dequantize one part (rows x padded_cols codes) into out [rows, out_cols] (out_cols <= padded).

@@ -4,7 +4,8 @@
 // quantize = amax pass + cast pass, both reading x once:
 //   amax: 16-byte loads, grid-stride; per-tensor: warp/block max then one atomicMax per CTA on
 //         the float's bits (non-negative floats order like their bits); per-row: a warp per row.
-//   cast: a persistent grid of CTAs streaming register tiles, last tile first so that what the
+//   cast: a persistent grid of CTAs streaming shared-memory tiles (cp.async pipeline), a thread
+//         per block in each direction, last tile first so that what the
 //         amax pass read last is still in L2 (see cast_kernel). The scalar formulas are those of
 //         src/core/nvfp4_math.hpp, the code the reference is tested against.
 #include <cuda_bf16.h>
@@ -223,183 +224,219 @@ __global__ void amax_finalize_kernel(const uint32_t* amax_bits, const uint32_t* 
 struct CastArgs {
   const void* x;
   int64_t rows, cols, row_stride;
-  // Tile counts fit 32 bits (the launcher checks): 32-bit division per tile instead of the
-  // ~100-instruction 64-bit one.
-  uint32_t tiles_c, num_tiles;
+  uint32_t tiles_c, num_tiles;  // tile columns and tiles: they fit 32 bits (the launcher checks)
+  int stages;  // shared-memory tile buffers (the configuration's pipeline depth)
   PartPointers rw, cw;
   const float* amax;  // the finite amax: [1], or [rows] when row-scaled
   uint64_t sr_seed, sr_offset;
 };
 
-__device__ __forceinline__ uint32_t word_of(const uint4& r, int i) {
-  return i == 0 ? r.x : (i == 1 ? r.y : (i == 2 ? r.z : r.w));
-}
-
-// What the cast needs of an input type: elements per 16-byte chunk, element e of a chunk as FP32,
-// and the FP32 bits of a 16-bit magnitude (NaN and Inf stay >= kInfBits).
+// What the cast needs of an input type: elements per 16-byte chunk, element e of a chunk (or of a
+// 4-byte word) as FP32, and the FP32 bits of a 16-bit magnitude (NaN and Inf stay >= kInfBits).
 template <typename T>
 struct In;
 template <>
 struct In<__nv_bfloat16> {
   static constexpr int kVec = 8;
-  static __device__ __forceinline__ float at(const uint4& r, int e) {
-    const uint32_t w = word_of(r, e >> 1);
-    return __uint_as_float((e & 1) ? (w & 0xFFFF0000u) : (w << 16));
-  }
+  static __device__ __forceinline__ float of_word(uint32_t w, int e) { return __uint_as_float(e ? (w & 0xFFFF0000u) : (w << 16)); }
   static __device__ __forceinline__ uint32_t mag_bits(uint32_t h) { return h << 16; }
 };
 template <>
 struct In<__half> {
   static constexpr int kVec = 8;
-  static __device__ __forceinline__ float at(const uint4& r, int e) {
-    const uint32_t w = word_of(r, e >> 1);
-    return __half2float(__ushort_as_half(static_cast<unsigned short>((e & 1) ? (w >> 16) : (w & 0xFFFFu))));
+  static __device__ __forceinline__ float of_word(uint32_t w, int e) {
+    return __half2float(__ushort_as_half(static_cast<unsigned short>(e ? (w >> 16) : (w & 0xFFFFu))));
   }
   static __device__ __forceinline__ uint32_t mag_bits(uint32_t h) { return half_magnitude_bits(h); }
 };
 template <>
 struct In<float> {
   static constexpr int kVec = 4;
-  static __device__ __forceinline__ float at(const uint4& r, int e) { return __uint_as_float(word_of(r, e)); }
+  static __device__ __forceinline__ float of_word(uint32_t w, int) { return __uint_as_float(w); }
 };
+
+__device__ __forceinline__ uint32_t word_of(const uint4& r, int i) {
+  return i == 0 ? r.x : (i == 1 ? r.y : (i == 2 ? r.z : r.w));
+}
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
   const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  // src-size 0 zero-fills the 16 bytes. The memory clobber keeps the compiler from moving this
-  // thread's earlier reads of the slot (the tile being encoded) past the copy that overwrites it.
+  // src-size 0 zero-fills the 16 bytes. The memory clobber keeps the compiler from moving reads
+  // of the buffer being refilled past the copy.
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0) : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+// Waits until at most `pending` of this thread's newest copy groups are still in flight.
+__device__ __forceinline__ void cp_async_wait(int pending) {
+  if (pending <= 0) asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+  else if (pending == 1) asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+  else asm volatile("cp.async.wait_group 2;\n" ::: "memory");
+}
 
 // Random byte k of word w as the float 2^23 + byte: one byte permute.
 __device__ __forceinline__ float random_2p23(uint32_t w, int k) {
   return __uint_as_float(__byte_perm(w, 0x4B000000u, 0x7440u | static_cast<uint32_t>(k)));
 }
 
-// Encodes 8 (or 4) consecutive elements of a block: y = x * senc, rounded (NUMERICS §2, §8), packed.
-// `rnd` holds the random words of these elements (element e uses byte e%4 of rnd[e/4]).
+// Rounds y = element * senc (NUMERICS §2, §8) to E2M1 bits (low nibble = code, bits 4..15 zero);
+// `rnd` is the element's random word and `k` its byte there.
+template <bool kSr>
+__device__ __forceinline__ uint32_t encode_one(float y, uint32_t rnd, int k) {
+  if constexpr (kSr) return detail::e2m1_sr_bits_2p23(y, random_2p23(rnd, k));
+  else return detail::e2m1_rne_bits(y);
+}
+
+// Encodes the 8 (or 4) consecutive elements of a 16-byte chunk of a block; element e uses byte
+// e%4 of rnd[e/4].
 template <typename T, bool kSr>
 __device__ __forceinline__ uint32_t encode_chunk(const uint4& raw, float senc, const uint32_t* rnd) {
   constexpr int kVec = In<T>::kVec;
   uint32_t t[kVec];
 #pragma unroll
   for (int e = 0; e < kVec; ++e) {
-    const float y = In<T>::at(raw, e) * senc;
-    if constexpr (kSr) t[e] = detail::e2m1_sr_bits_2p23(y, random_2p23(rnd[e >> 2], e & 3));
-    else t[e] = detail::e2m1_rne_bits(y);
+    const uint32_t w = word_of(raw, sizeof(T) == 4 ? e : e >> 1);
+    t[e] = encode_one<kSr>(In<T>::of_word(w, e & 1) * senc, kSr ? rnd[e >> 2] : 0u, e & 3);
   }
   if constexpr (kVec == 8) return detail::pack_nibbles(t);
   else return detail::pack_nibbles4(t);
 }
 
-// Encodes column e of a thread's 16 rows: 16 elements, two words.
-template <typename T, bool kSr>
-__device__ __forceinline__ uint2 encode_column(const uint4 (&raw)[16], int e, float senc, const detail::Philox4x32& rnd) {
-  uint32_t out[2];
+// Stores 8 bytes: one vector store where the address allows it.
+__device__ __forceinline__ void store8(uint8_t* dst, uint2 v, bool aligned) {
+  if (aligned) {
+    *reinterpret_cast<uint2*>(dst) = v;
+  } else {
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    uint32_t t[8];
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const float y = In<T>::at(raw[8 * h + i], e) * senc;
-      if constexpr (kSr) t[i] = detail::e2m1_sr_bits_2p23(y, random_2p23(rnd.v[2 * h + (i >> 2)], i & 3));
-      else t[i] = detail::e2m1_rne_bits(y);
+    for (int i = 0; i < 4; ++i) {
+      dst[i] = static_cast<uint8_t>(v.x >> (8 * i));
+      dst[4 + i] = static_cast<uint8_t>(v.y >> (8 * i));
     }
-    out[h] = detail::pack_nibbles(t);
   }
-  return make_uint2(out[0], out[1]);
 }
 
-// Staging slot of column `col`'s chunk from warp `w`: [warp][column] 8-byte chunks, the columns
-// of each aligned group of 8 permuted so that a warp's stores spread over all banks.
-__device__ __forceinline__ int stage_chunk(int w, int col, int tile_cols) {
-  return w * tile_cols + ((col & ~7) | ((col ^ (col >> 4)) & 7));
+// A tile buffer holds kTileRows rows of 512 bytes. The columnwise readers of one warp take 8 (or
+// 16) consecutive column words in each of the tile's 16-row groups, so the 16-byte chunks of
+// group g sit with their index XORed by g * (8 / groups): every group lands on its own banks.
+template <int kGroups>
+__device__ __forceinline__ int tile_chunk_offset(int row, int chunk) {
+  return row * kCastRowBytes + ((chunk ^ (((row >> 4) & (kGroups - 1)) * (8 / kGroups))) << 4);
 }
 
-// One CTA of `warps` warps streams tiles of 16*warps rows x (512 / sizeof(T)) columns, last tile
-// first (the amax pass just read the end of x, so those tiles are still in L2). Per tile each
-// thread loads 16 rows x 16 bytes into registers and encodes: rowwise, its share of 16 row blocks
-// (the lanes of a block exchange maxima by shuffles); columnwise, its kVec whole column blocks,
-// staged in shared memory and written out by the CTA in whole sectors.
-template <typename T, bool kRow, bool kCol, bool k2D, bool kSr, bool kRowScaled>
-__global__ void __launch_bounds__(256, 2) cast_kernel(const CastArgs a) {
+// A persistent grid of CTAs streams tiles of kTileRows rows x 512 bytes of x, last tile first (the
+// amax pass just read the end of x, so those tiles are still in L2), through `stages` shared
+// buffers filled by cp.async: while one tile is encoded, the next stages-1 are in flight, and one
+// barrier per tile both publishes a tile and frees the buffer of the one before.
+// Each thread encodes whole blocks straight from the shared tile:
+//  - columnwise: units of one 4-byte column word (2 columns of a 16-bit type, 1 of f32) over one
+//    16-row group; the groups' units of a word sit in neighbouring lanes, so that the 8-byte
+//    results of one column leave as one contiguous run of 8 * groups bytes (a whole 32-byte sector
+//    with 64-row tiles);
+//  - 2D: the units' maxima meet in shared memory, one thread per 16x16 block turns them into its
+//    scale, and both directions read it (two more barriers);
+//  - rowwise: one 16-element block of one row (2 or 4 chunks).
+template <int kTileRows, typename T, bool kRow, bool kCol, bool k2D, bool kSr, bool kRowScaled>
+__global__ void __launch_bounds__(kCastThreads, kTileRows == 64 ? 2 : 3) cast_kernel(const CastArgs a) {
   constexpr int kVec = In<T>::kVec;
-  constexpr int kLanes = 16 / kVec;  // lanes per rowwise block
   constexpr int kTileCols = cast_tile_cols(sizeof(T));
-  static_assert(kTileCols == 32 * kVec, "a warp band is 32 lanes of one 16-byte chunk");
-  extern __shared__ __align__(16) unsigned char smem[];
-  const int warps = static_cast<int>(blockDim.x) / 32;
-  const int tile_rows = cast_tile_rows(warps);
-  const int t = threadIdx.x, lane = t & 31, w = t >> 5, p = lane & (kLanes - 1);
+  constexpr int kBlocksPerRow = kTileCols / 16;
+  constexpr int kChunksPerBlock = 16 / kVec;
+  constexpr int kColsPerWord = 4 / static_cast<int>(sizeof(T));
+  constexpr int kWordsPerRow = kCastRowBytes / 4;
+  constexpr int kGroups = kTileRows / 16;
+  constexpr int kColUnits = kWordsPerRow * kGroups / kCastThreads;            // per thread
+  constexpr int kRowSteps = kTileRows * kBlocksPerRow / kCastThreads;         // per thread
+  constexpr int kCopySteps = kTileRows * 32 / kCastThreads;                   // 16-byte copies per thread
+  constexpr int kCopyRows = kCastThreads / 32;                                // rows between them
+  constexpr int kWordsPer2d = 16 / kColsPerWord;                              // column words of a 16x16 block
+  static_assert(kColUnits * kCastThreads == kWordsPerRow * kGroups, "whole columnwise units per thread");
+  static_assert(kRowSteps * kCastThreads == kTileRows * kBlocksPerRow, "whole rowwise blocks per thread");
+  static_assert(kGroups * kBlocksPerRow * 8 <= kCastScaleTableBytes, "2D scale table");
+  static_assert(kGroups * kWordsPerRow * 4 <= kCastUnitMaxBytes, "2D unit maxima");
+  extern __shared__ __align__(128) unsigned char smem[];
+  const int t = threadIdx.x, lane = t & 31;
+  const int stages = a.stages;
   const int64_t padded_rows = (a.rows + 15) / 16 * 16;
   const int64_t rw_blocks = a.cols / 16, cw_blocks = padded_rows / 16;
   const T* x = static_cast<const T*>(a.x);
-  // Whole-vector stores of the columnwise output where its base and row stride allow them.
-  const bool cw_data_vec16 = (reinterpret_cast<uintptr_t>(a.cw.data) & 15u) == 0 && a.cw.data_stride % 16 == 0;
-  const bool cw_scales_vec4 = (reinterpret_cast<uintptr_t>(a.cw.scales) & 3u) == 0 && a.cw.scale_stride % 4 == 0;
+  const int64_t stage_bytes = cast_stage_bytes(kTileRows);
+  float* senc_lut = reinterpret_cast<float*>(smem + stages * stage_bytes);
+  uint2* scale_2d = reinterpret_cast<uint2*>(smem + stages * stage_bytes + kCastScaleLutBytes);
+  uint32_t* unit_max = reinterpret_cast<uint32_t*>(smem + stages * stage_bytes + kCastScaleLutBytes + kCastScaleTableBytes);
+  const bool rw_vec8 = (reinterpret_cast<uintptr_t>(a.rw.data) & 7u) == 0 && a.rw.data_stride % 8 == 0;
+  const bool cw_vec8 = (reinterpret_cast<uintptr_t>(a.cw.data) & 7u) == 0 && a.cw.data_stride % 8 == 0;
+  const bool rw_swizzled = a.rw.scales_swizzled != nullptr, cw_swizzled = a.cw.scales_swizzled != nullptr;
+  // The output strides fit 32 bits (the launcher checks): a block's address is one 32x32->64-bit
+  // multiply-add from its tile's base.
+  const uint32_t rw_data_stride = static_cast<uint32_t>(a.rw.data_stride), rw_scale_stride = static_cast<uint32_t>(a.rw.scale_stride);
+  const uint32_t cw_data_stride = static_cast<uint32_t>(a.cw.data_stride), cw_scale_stride = static_cast<uint32_t>(a.cw.scale_stride);
 
-  // Tile k's position: its tile row and column, this warp's first row and this thread's first
-  // column (cols % 16 == 0, so a chunk is wholly inside or outside the matrix).
-  struct Where {
-    uint32_t tr, tc;
-    int64_t r0, c;
-    bool col_ok;
+  // A cursor over this CTA's tiles, counted from the last: k0, k0 - G, k0 - 2G, ... (G = grid
+  // size), as tile row and column; one division at the start, then a subtraction per step.
+  struct Cursor {
+    int32_t tr, tc;  // tr < 0: no tile left
   };
-  const auto where = [&](int64_t k) {
-    Where q;
-    q.tr = static_cast<uint32_t>(k) / a.tiles_c;
-    q.tc = static_cast<uint32_t>(k) - q.tr * a.tiles_c;
-    q.r0 = int64_t{q.tr} * tile_rows + kCastBandRows * w;
-    q.c = int64_t{q.tc} * kTileCols + kVec * lane;
-    q.col_ok = q.c < a.cols;
-    return q;
+  const uint32_t G = gridDim.x;
+  const int32_t g_rows = static_cast<int32_t>(G / a.tiles_c), g_cols = static_cast<int32_t>(G % a.tiles_c);
+  const auto step = [&](Cursor& q) {
+    q.tc -= g_cols;
+    q.tr -= g_rows;
+    if (q.tc < 0) {
+      q.tc += static_cast<int32_t>(a.tiles_c);
+      q.tr -= 1;
+    }
   };
-  // The next tile's 16 chunks travel by cp.async into this thread's own shared-memory slots while
-  // the current one is encoded from registers: the copy engine holds the bytes in flight, not the
-  // register file, so two CTAs of 128-register threads stay resident per SM. Each thread reads only
-  // the slots it filled, so waiting for its own copies is the only synchronization.
-  unsigned char* slots = smem + cast_stage_bytes(warps, sizeof(T)) * 2;
-  const auto slot = [&](int i) { return slots + (int64_t{i} * blockDim.x + t) * 16; };
-  const auto issue = [&](int64_t k) {
-    const Where q = where(k);
-    const T* src = x + q.r0 * a.row_stride + q.c;
+
+  // Copies the cursor's tile (if any) into buffer s; always commits a group, so that the wait
+  // below counts groups the same way on every thread. A warp copies one 512-byte row per step;
+  // rows past R and columns past C arrive as zeros (no amax changes, and exactly the zero padding
+  // of the last columnwise block).
+  const int64_t copy_stride = int64_t{kCopyRows} * a.row_stride;
+  const auto issue = [&](const Cursor& q, int s) {
+    if (q.tr >= 0) {
+      const int64_t c = int64_t{q.tc} * kTileCols + int64_t{lane} * kVec;
+      const int64_t r = int64_t{q.tr} * kTileRows + (t >> 5);
+      const int64_t rows_left = a.rows - r;  // this thread's first row and those below it
+      const bool col_ok = c < a.cols;
+      const T* src = x + r * a.row_stride + c;
+      unsigned char* dst = smem + s * stage_bytes;
 #pragma unroll
-    for (int i = 0; i < 16; ++i) {
-      // Rows past R (and columns past C) arrive as zeros: they change no amax and are exactly the
-      // zero padding of the last columnwise block.
-      const bool valid = q.col_ok && q.r0 + i < a.rows;
-      cp_async16(slot(i), valid ? static_cast<const void*>(src + i * a.row_stride) : a.x, valid);
+      for (int j = 0; j < kCopySteps; ++j) {
+        const bool valid = col_ok && j * kCopyRows < rows_left;
+        cp_async16(dst + tile_chunk_offset<kGroups>((t >> 5) + j * kCopyRows, lane), valid ? static_cast<const void*>(src) : a.x,
+                   valid);
+        src += copy_stride;
+      }
     }
     cp_async_commit();
   };
-  const auto fetch = [&](uint4 (&raw)[16]) {
-    cp_async_wait_all();
-#pragma unroll
-    for (int i = 0; i < 16; ++i) raw[i] = *reinterpret_cast<const uint4*>(slot(i));
-  };
 
-  // Tiles blockIdx.x, blockIdx.x + gridDim.x, ... counted from the last one; tile k+1's copies
-  // are in flight while tile k is encoded. For the rowwise-only cast the first tile's copies (they
-  // read x only) go out before the wait for the amax pass: on sm_90 that cast is launched as the
-  // amax pass's programmatic dependent, so its start overlaps the amax pass's tail. (The
-  // two-output cast keeps the plain order: issuing early there made ptxas spill.)
-  int64_t k = int64_t{a.num_tiles} - 1 - blockIdx.x;
-  if constexpr (!kCol) {  // only this cast is launched as a dependent (see run_cast)
-    if (k >= 0) issue(k);
-    wait_for_primary_grid();
+  // The first stages-1 tiles go out before the wait for the amax pass (on sm_90 this cast is
+  // launched as its programmatic dependent, so these copies overlap the amax pass's tail).
+  // Tile k0 = num_tiles - 1 - blockIdx.x >= 0: the grid has at most num_tiles CTAs.
+  const uint32_t k0 = a.num_tiles - 1u - blockIdx.x;
+  const Cursor start{static_cast<int32_t>(k0 / a.tiles_c), static_cast<int32_t>(k0 % a.tiles_c)};
+  Cursor load = start;
+  for (int s = 0; s + 1 < stages; ++s) {
+    issue(load, s);
+    step(load);
   }
-  // The tensor's global scale, now that the amax pass has finished (const: the lambdas below
-  // capture it, and a mutable copy costs registers in every one of them).
+  wait_for_primary_grid();
+
   const detail::GlobalScale g_tensor = kRowScaled ? detail::GlobalScale{} : detail::global_scale(a.amax[0]);
   const float mult_tensor = g_tensor.s_enc * detail::kOneSixth;
-
   // The encode scale of every E4M3 scale byte the cast can produce (0x00..0x7E; 0x7F is NaN):
   // NUMERICS §2's senc_b = min(1 / (sdec_b * S_dec), FLT_MAX) depends on the byte and the
   // tensor's S_dec only, so a CTA computes the 127 values once, with the reference's own formula,
   // and each block looks its scale up instead of dividing. (Row-scaled input has an S_dec per
-  // row and divides.)
-  float* senc_lut = reinterpret_cast<float*>(smem + cast_lut_offset(warps, sizeof(T)));  // filled below
+  // row and divides.) The first barrier of the loop publishes the table.
+  if constexpr (!kRowScaled) {
+    for (int i = t; i < 128; i += blockDim.x) senc_lut[i] = detail::block_encode_scale(static_cast<uint8_t>(i), g_tensor);
+  }
+  // Both outputs share the tensor's amax: the columnwise part gets its copy here.
+  if constexpr (kRow && kCol) {
+    if (blockIdx.x == 0 && t == 0) a.cw.amax[0] = a.amax[0];
+  }
+
   // Scale byte (plus 0x100 when the block holds NaN or Inf, §9) and encode scale of a block whose
   // maximum |element| has FP32 bits `m`, under global scale (mult, s_dec). The E4M3 rounding is the
   // hardware conversion (cvt.rn.satfinite.e4m3x2.f32 from sm_89), which the GPU tests check
@@ -414,215 +451,186 @@ __global__ void __launch_bounds__(256, 2) cast_kernel(const CastArgs a) {
     }
     sbyte = byte | (m >= kInfBits ? 0x100u : 0u);
   };
-
-  // Encodes tile k from registers; `buf` picks the columnwise staging buffer.
-  const auto process = [&](const uint4 (&raw)[16], int64_t k, int buf) {
-    const Where q = where(k);
-    const uint32_t tr = q.tr, tc = q.tc;
-    const int64_t r0 = q.r0, c = q.c;
-    const bool col_ok = q.col_ok;
-    const int64_t rows_here = a.rows - r0;  // rows of this band inside x (may be <= 0 or > 16)
-
-    // Statistics from the magnitudes' bits (non-negative floats order like their bits, NaN and Inf
-    // sit at the top): each row's maximum over this thread's chunk, and each column's over the
-    // 16 rows. 16-bit inputs keep two columns side by side in one word (SIMD maxima). The column
-    // maxima accumulate during the rowwise pass when there is one (2D needs them before it).
-    uint32_t col_acc[4] = {0u, 0u, 0u, 0u};
-    const auto row_part = [&](int i) -> uint32_t {  // also folds row i into the column maxima
-      uint32_t mw[4];
+  // Column maxima of a unit's 16 words as FP32 bits (16-bit types: both columns side by side).
+  const auto unit_maxima = [&](const uint32_t (&w)[16], uint32_t (&cmax)[kColsPerWord]) {
+    uint32_t acc = 0u;
 #pragma unroll
-      for (int j = 0; j < 4; ++j) mw[j] = word_of(raw[i], j) & (sizeof(T) == 4 ? 0x7FFFFFFFu : 0x7FFF7FFFu);
-      if constexpr (sizeof(T) == 4) {
-#pragma unroll
-        for (int j = 0; j < 4; ++j) col_acc[j] = max(col_acc[j], mw[j]);
-        return max(max(mw[0], mw[1]), max(mw[2], mw[3]));
-      } else {
-#pragma unroll
-        for (int j = 0; j < 4; ++j) col_acc[j] = __vmaxu2(col_acc[j], mw[j]);
-        return __vmaxu2(__vmaxu2(mw[0], mw[1]), __vmaxu2(mw[2], mw[3]));  // [lo max, hi max]
-      }
-    };
-    constexpr bool kStatsFirst = k2D || !kRow;
-    if constexpr (kStatsFirst) {
-#pragma unroll
-      for (int i = 0; i < 16; ++i) (void)row_part(i);
+    for (int i = 0; i < 16; ++i) {
+      if constexpr (sizeof(T) == 4) acc = max(acc, w[i] & 0x7FFFFFFFu);
+      else acc = __vmaxu2(acc, w[i] & 0x7FFF7FFFu);
     }
-    // Column e's maximum as FP32 bits.
-    const auto col_max = [&](int e) -> uint32_t {
-      if constexpr (sizeof(T) == 4) return col_acc[e];
-      else return In<T>::mag_bits((e & 1) ? (col_acc[e >> 1] >> 16) : (col_acc[e >> 1] & 0xFFFFu));
-    };
-
-    // 2D: one amax per 16x16 tile, over this thread's 16 rows and its block's lanes.
-    uint32_t tile_max = 0, tile_byte = 0;
-    float tile_senc = 0.0f;
-    if constexpr (k2D) {
-#pragma unroll
-      for (int e = 0; e < kVec; ++e) tile_max = max(tile_max, col_max(e));
-#pragma unroll
-      for (int o = 1; o < kLanes; o <<= 1) tile_max = max(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, o));
-      scale_of(tile_max, mult_tensor, g_tensor.s_dec, tile_byte, tile_senc);
-    }
-
-    if constexpr (kRow) {
-      uint8_t* rdata = a.rw.data + r0 * a.rw.data_stride + c / 2;
-      uint8_t* rscale = a.rw.scales + r0 * a.rw.scale_stride + c / 16;
-#pragma unroll
-      for (int gq = 0; gq < 16; gq += kLanes) {
-        // The block maxima of rows gq .. gq+kLanes-1 as FP32 bits: this thread's part and its
-        // partners' (two lanes per block for 16-bit input: the pair's rows in one word, one
-        // shuffle; four lanes for f32).
-        uint32_t row_max[kLanes];
-        if constexpr (!k2D) {
-          if constexpr (sizeof(T) == 4) {
-#pragma unroll
-            for (int qq = 0; qq < kLanes; ++qq) {
-              uint32_t m = row_part(gq + qq);
-#pragma unroll
-              for (int o = 1; o < kLanes; o <<= 1) m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
-              row_max[qq] = m;
-            }
-          } else {
-            const uint32_t p0 = row_part(gq), p1 = row_part(gq + 1);
-            uint32_t v = __vmaxu2(__byte_perm(p0, p1, 0x5410), __byte_perm(p0, p1, 0x7632));
-            v = __vmaxu2(v, __shfl_xor_sync(0xffffffffu, v, 1));
-            row_max[0] = In<T>::mag_bits(v & 0xFFFFu);
-            row_max[1] = In<T>::mag_bits(v >> 16);
-          }
-        }
-        // SR: the random words of this thread's elements in each row of the group. With two lanes
-        // per block each lane draws one row's Philox block and hands its partner the half it needs;
-        // with four (f32 input) each lane draws every row's.
-        uint32_t rnd[kLanes][4 / kLanes];
-        if constexpr (kSr) {
-          if constexpr (kLanes == 2) {
-            const detail::Philox4x32 mine = detail::sr_block_random(
-                a.sr_seed, a.sr_offset, static_cast<uint64_t>((r0 + gq + p) * rw_blocks + c / 16), false);
-            // Lane 0 drew row gq and keeps words 0-1; lane 1 drew row gq+1 and keeps words 2-3.
-            const uint32_t give0 = p ? mine.v[0] : mine.v[2], give1 = p ? mine.v[1] : mine.v[3];
-            const uint32_t got0 = __shfl_xor_sync(0xffffffffu, give0, 1), got1 = __shfl_xor_sync(0xffffffffu, give1, 1);
-            rnd[0][0] = p ? got0 : mine.v[0];
-            rnd[0][1] = p ? got1 : mine.v[1];
-            rnd[1][0] = p ? mine.v[2] : got0;
-            rnd[1][1] = p ? mine.v[3] : got1;
-          } else {
-#pragma unroll
-            for (int qq = 0; qq < kLanes; ++qq) {
-              const detail::Philox4x32 r = detail::sr_block_random(
-                  a.sr_seed, a.sr_offset, static_cast<uint64_t>((r0 + gq + qq) * rw_blocks + c / 16), false);
-              rnd[qq][0] = p == 0 ? r.v[0] : (p == 1 ? r.v[1] : (p == 2 ? r.v[2] : r.v[3]));
-            }
-          }
-        }
-#pragma unroll
-        for (int qq = 0; qq < kLanes; ++qq) {
-          const int i = gq + qq;
-          if (!col_ok || i >= rows_here) continue;
-          uint32_t sbyte = tile_byte;
-          float senc = tile_senc;
-          if constexpr (!k2D) {
-            float mult = mult_tensor, s_dec = g_tensor.s_dec;
-            if constexpr (kRowScaled) {
-              const detail::GlobalScale g = detail::global_scale(a.amax[r0 + i]);
-              mult = g.s_enc * detail::kOneSixth;
-              s_dec = g.s_dec;
-            }
-            scale_of(row_max[qq], mult, s_dec, sbyte, senc);
-          }
-          const bool bad = sbyte >= 0x100u;
-          uint32_t codes = encode_chunk<T, kSr>(raw[i], senc, kSr ? rnd[qq] : nullptr);
-          if (bad) codes = 0u;
-          uint8_t* data = rdata + i * a.rw.data_stride;
-          if constexpr (kVec == 8) *reinterpret_cast<uint32_t*>(data) = codes;
-          else *reinterpret_cast<uint16_t*>(data) = static_cast<uint16_t>(codes);
-          if (p == qq) {  // one lane per block writes its scale byte
-            const uint8_t byte = bad ? kE4m3Nan : static_cast<uint8_t>(sbyte);
-            rscale[i * a.rw.scale_stride] = byte;
-            if (a.rw.scales_swizzled) a.rw.scales_swizzled[swizzled_scale_offset(r0 + i, c / 16, rw_blocks)] = byte;
-          }
-        }
-      }
-    }
-
-    if constexpr (kCol) {
-      unsigned char* stage = smem + buf * cast_stage_bytes(warps, sizeof(T));
-      uint2* stage_data = reinterpret_cast<uint2*>(stage);
-      uint8_t* stage_scales = stage + int64_t{kTileCols} * warps * 8;  // [column][warp]
-      if (col_ok && rows_here > 0) {
-#pragma unroll
-        for (int e = 0; e < kVec; ++e) {
-          uint32_t sbyte = tile_byte;
-          float senc = tile_senc;
-          if constexpr (!k2D) scale_of(col_max(e), mult_tensor, g_tensor.s_dec, sbyte, senc);
-          const bool bad = sbyte >= 0x100u;
-          detail::Philox4x32 rnd{};
-          if constexpr (kSr) {
-            rnd = detail::sr_block_random(a.sr_seed, a.sr_offset, static_cast<uint64_t>((c + e) * cw_blocks + r0 / 16), true);
-          }
-          uint2 codes = encode_column<T, kSr>(raw, e, senc, rnd);
-          if (bad) codes = make_uint2(0u, 0u);
-          const int col = kVec * lane + e;
-          stage_data[stage_chunk(w, col, kTileCols)] = codes;
-          stage_scales[col * warps + w] = bad ? kE4m3Nan : static_cast<uint8_t>(sbyte);
-        }
-      }
-      __syncthreads();
-      // Write-out: column by column, the tile's chunks that exist (all but in the last tile row).
-      const int64_t blocks_left = (padded_rows - int64_t{tr} * tile_rows) / 16;
-      const int valid = blocks_left < warps ? static_cast<int>(blocks_left) : warps;
-      const int pairs = warps / 2;
-      for (int i = t; i < kTileCols * pairs; i += blockDim.x) {
-        const int col = i / pairs, h = i - col * pairs;
-        const int64_t cc = int64_t{tc} * kTileCols + col;
-        if (cc >= a.cols || 2 * h >= valid) continue;
-        uint8_t* dst = a.cw.data + cc * a.cw.data_stride + int64_t{tr} * (tile_rows / 2) + 16 * h;
-        const uint2 lo = stage_data[stage_chunk(2 * h, col, kTileCols)];
-        if (2 * h + 1 < valid && cw_data_vec16) {
-          const uint2 hi = stage_data[stage_chunk(2 * h + 1, col, kTileCols)];
-          *reinterpret_cast<uint4*>(dst) = make_uint4(lo.x, lo.y, hi.x, hi.y);
-        } else {
-          *reinterpret_cast<uint2*>(dst) = lo;
-          if (2 * h + 1 < valid) *reinterpret_cast<uint2*>(dst + 8) = stage_data[stage_chunk(2 * h + 1, col, kTileCols)];
-        }
-      }
-      for (int col = t; col < kTileCols; col += blockDim.x) {
-        const int64_t cc = int64_t{tc} * kTileCols + col;
-        if (cc >= a.cols) continue;
-        const int64_t b0 = int64_t{tr} * warps;  // first scale column of this tile
-        uint8_t* dst = a.cw.scales + cc * a.cw.scale_stride + b0;
-        const uint8_t* src = stage_scales + col * warps;
-        if (valid == warps && cw_scales_vec4) {
-          for (int qq = 0; qq < warps; qq += 4) *reinterpret_cast<uint32_t*>(dst + qq) = *reinterpret_cast<const uint32_t*>(src + qq);
-        } else {
-          for (int qq = 0; qq < valid; ++qq) dst[qq] = src[qq];
-        }
-        if (a.cw.scales_swizzled) {
-          for (int qq = 0; qq < valid; ++qq) a.cw.scales_swizzled[swizzled_scale_offset(cc, b0 + qq, cw_blocks)] = src[qq];
-        }
-      }
-      // No second barrier: the next tile stages into the other buffer, and the one after that
-      // comes after the next tile's barrier, which every thread reaches after this write-out.
+    if constexpr (sizeof(T) == 4) {
+      cmax[0] = acc;
+    } else {
+      cmax[0] = In<T>::mag_bits(acc & 0xFFFFu);
+      cmax[kColsPerWord - 1] = In<T>::mag_bits(acc >> 16);
     }
   };
 
-  if constexpr (!kRowScaled) {
-    for (int i = t; i < 128; i += blockDim.x) senc_lut[i] = detail::block_encode_scale(static_cast<uint8_t>(i), g_tensor);
-    __syncthreads();
-  }
-  // Both outputs share the tensor's amax: the columnwise part gets its copy here.
-  if constexpr (kRow && kCol) {
-    if (blockIdx.x == 0 && threadIdx.x == 0) a.cw.amax[0] = a.amax[0];
-  }
-  if constexpr (kCol) {
-    if (k >= 0) issue(k);
-  }
-  for (int buf = 0; k >= 0; buf ^= 1) {
-    uint4 raw[16];
-    fetch(raw);
-    const int64_t next = k - gridDim.x;
-    if (next >= 0) issue(next);
-    process(raw, k, buf);
-    k = next;
+  const auto process = [&](const unsigned char* buf, const Cursor& q) {
+    const int64_t r0 = int64_t{q.tr} * kTileRows, c0 = int64_t{q.tc} * kTileCols;
+    // The tile's rows and columns inside x (both > 0), and its outputs' bases.
+    const int rows_here = static_cast<int>(min(a.rows - r0, int64_t{kTileRows}));
+    const int cols_here = static_cast<int>(min(a.cols - c0, int64_t{kTileCols}));
+    uint8_t* const rw_data = kRow ? a.rw.data + r0 * a.rw.data_stride + (c0 >> 1) : nullptr;
+    uint8_t* const rw_scales = kRow ? a.rw.scales + r0 * a.rw.scale_stride + (c0 >> 4) : nullptr;
+    uint8_t* const cw_data = kCol ? a.cw.data + c0 * a.cw.data_stride + (r0 >> 1) : nullptr;
+    uint8_t* const cw_scales = kCol ? a.cw.scales + c0 * a.cw.scale_stride + (r0 >> 4) : nullptr;
+    // Each phase reads all its words first, so that the loads' latencies overlap.
+    constexpr bool kUnits = kCol || k2D;
+    uint32_t w[kUnits ? kColUnits : 1][16];
+    uint32_t cmax[kUnits ? kColUnits : 1][kColsPerWord];
+    if constexpr (kUnits) {
+#pragma unroll
+      for (int j = 0; j < kColUnits; ++j) {
+        const int u = t + j * kCastThreads, grp = u % kGroups, wd = u / kGroups;
+        const uint32_t* src =
+            reinterpret_cast<const uint32_t*>(buf + tile_chunk_offset<kGroups>(16 * grp, wd >> 2)) + (wd & 3);
+#pragma unroll
+        for (int i = 0; i < 16; ++i) w[j][i] = src[i * kWordsPerRow];
+      }
+#pragma unroll
+      for (int j = 0; j < kColUnits; ++j) unit_maxima(w[j], cmax[j]);
+    }
+
+    // 2D: the units' maxima meet in shared memory; thread (g, cb) reduces 16x16 block (g, cb) to
+    // its scale; both directions read it.
+    if constexpr (k2D) {
+#pragma unroll
+      for (int j = 0; j < kColUnits; ++j) {
+        const int u = t + j * kCastThreads;
+        unit_max[u] = kColsPerWord == 2 ? max(cmax[j][0], cmax[j][kColsPerWord - 1]) : cmax[j][0];
+      }
+      __syncthreads();
+      if (t < kGroups * kBlocksPerRow) {
+        const int grp = t / kBlocksPerRow, cb = t % kBlocksPerRow;
+        uint32_t m = 0u;
+#pragma unroll
+        for (int i = 0; i < kWordsPer2d; ++i) m = max(m, unit_max[(cb * kWordsPer2d + i) * kGroups + grp]);
+        uint32_t sbyte;
+        float senc;
+        scale_of(m, mult_tensor, g_tensor.s_dec, sbyte, senc);
+        scale_2d[t] = make_uint2(sbyte, __float_as_uint(senc));
+      }
+      __syncthreads();
+    }
+
+    if constexpr (kCol) {
+#pragma unroll
+      for (int j = 0; j < kColUnits; ++j) {
+        const int u = t + j * kCastThreads, grp = u % kGroups, wd = u / kGroups;
+        if (wd * kColsPerWord >= cols_here || 16 * grp >= rows_here) continue;
+        const int64_t col = c0 + int64_t{wd} * kColsPerWord;  // the unit's first column
+        const int64_t grow = r0 + 16 * grp;                   // its blocks' first row
+#pragma unroll
+        for (int e = 0; e < kColsPerWord; ++e) {
+          uint32_t sbyte;
+          float senc;
+          if constexpr (k2D) {
+            const uint2 s = scale_2d[grp * kBlocksPerRow + wd / kWordsPer2d];
+            sbyte = s.x;
+            senc = __uint_as_float(s.y);
+          } else {
+            scale_of(cmax[j][e], mult_tensor, g_tensor.s_dec, sbyte, senc);
+          }
+          detail::Philox4x32 rnd{};
+          if constexpr (kSr) {
+            rnd = detail::sr_block_random(a.sr_seed, a.sr_offset, static_cast<uint64_t>((col + e) * cw_blocks + (grow >> 4)), true);
+          }
+          uint32_t codes[2];
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            uint32_t qn[8];
+#pragma unroll
+            for (int i = 0; i < 8; ++i) {
+              qn[i] = encode_one<kSr>(In<T>::of_word(w[j][8 * h + i], e) * senc, rnd.v[2 * h + (i >> 2)], i & 3);
+            }
+            codes[h] = detail::pack_nibbles(qn);
+          }
+          const bool bad = sbyte >= 0x100u;
+          const uint8_t byte = bad ? kE4m3Nan : static_cast<uint8_t>(sbyte);
+          const uint32_t lc = static_cast<uint32_t>(wd * kColsPerWord + e);  // column in the tile
+          store8(cw_data + static_cast<uint64_t>(lc) * cw_data_stride + 8 * grp,
+                 bad ? make_uint2(0u, 0u) : make_uint2(codes[0], codes[1]), cw_vec8);
+          cw_scales[static_cast<uint64_t>(lc) * cw_scale_stride + grp] = byte;
+          if (cw_swizzled) a.cw.scales_swizzled[swizzled_scale_offset(col + e, grow >> 4, cw_blocks)] = byte;
+        }
+      }
+    }
+
+    uint4 rraw[kRow ? kRowSteps : 1][kChunksPerBlock];
+    if constexpr (kRow) {
+#pragma unroll
+      for (int j = 0; j < kRowSteps; ++j) {
+        const int q2 = t + j * kCastThreads, row = q2 / kBlocksPerRow, b = q2 % kBlocksPerRow;
+#pragma unroll
+        for (int h = 0; h < kChunksPerBlock; ++h) {
+          rraw[j][h] = *reinterpret_cast<const uint4*>(buf + tile_chunk_offset<kGroups>(row, b * kChunksPerBlock + h));
+        }
+      }
+    }
+    if constexpr (kRow) {
+#pragma unroll
+      for (int j = 0; j < kRowSteps; ++j) {
+        const int q2 = t + j * kCastThreads, row = q2 / kBlocksPerRow, b = q2 % kBlocksPerRow;
+        if (row >= rows_here || 16 * b >= cols_here) continue;
+        const int64_t grow = r0 + row, gcol = c0 + 16 * b;
+        const uint4 (&raw)[kChunksPerBlock] = rraw[j];
+        uint32_t sbyte;
+        float senc;
+        if constexpr (k2D) {
+          const uint2 s = scale_2d[(row >> 4) * kBlocksPerRow + b];
+          sbyte = s.x;
+          senc = __uint_as_float(s.y);
+        } else {
+          uint32_t m = 0u;
+#pragma unroll
+          for (int h = 0; h < kChunksPerBlock; ++h) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+              if constexpr (sizeof(T) == 4) m = max(m, word_of(raw[h], i) & 0x7FFFFFFFu);
+              else m = __vmaxu2(m, word_of(raw[h], i) & 0x7FFF7FFFu);
+            }
+          }
+          if constexpr (sizeof(T) != 4) m = In<T>::mag_bits(max(m & 0xFFFFu, m >> 16));
+          float mult = mult_tensor, s_dec = g_tensor.s_dec;
+          if constexpr (kRowScaled) {
+            const detail::GlobalScale g = detail::global_scale(a.amax[grow]);
+            mult = g.s_enc * detail::kOneSixth;
+            s_dec = g.s_dec;
+          }
+          scale_of(m, mult, s_dec, sbyte, senc);
+        }
+        detail::Philox4x32 rnd{};
+        if constexpr (kSr) {
+          rnd = detail::sr_block_random(a.sr_seed, a.sr_offset, static_cast<uint64_t>(grow * rw_blocks + (gcol >> 4)), false);
+        }
+        uint32_t part[kChunksPerBlock];
+#pragma unroll
+        for (int h = 0; h < kChunksPerBlock; ++h) part[h] = encode_chunk<T, kSr>(raw[h], senc, rnd.v + h * (kVec / 4));
+        uint2 codes;
+        if constexpr (kChunksPerBlock == 2) codes = make_uint2(part[0], part[1]);
+        else codes = make_uint2(part[0] | (part[1] << 16), part[2] | (part[3] << 16));
+        const bool bad = sbyte >= 0x100u;
+        const uint8_t byte = bad ? kE4m3Nan : static_cast<uint8_t>(sbyte);
+        store8(rw_data + static_cast<uint64_t>(static_cast<uint32_t>(row)) * rw_data_stride + 8 * b, bad ? make_uint2(0u, 0u) : codes,
+               rw_vec8);
+        rw_scales[static_cast<uint64_t>(static_cast<uint32_t>(row)) * rw_scale_stride + b] = byte;
+        if (rw_swizzled) a.rw.scales_swizzled[swizzled_scale_offset(grow, gcol >> 4, rw_blocks)] = byte;
+      }
+    }
+  };
+
+  Cursor proc = start;
+  for (int s_proc = 0, s_load = stages - 1; proc.tr >= 0;) {
+    cp_async_wait(stages - 2);  // this thread's copies of the tile have landed
+    __syncthreads();            // everyone's have, and everyone is done with the previous tile's buffer
+    issue(load, s_load);
+    step(load);
+    process(smem + s_proc * stage_bytes, proc);
+    step(proc);
+    s_load = s_proc;  // the buffer just encoded is the next to refill
+    s_proc = s_proc + 1 == stages ? 0 : s_proc + 1;
   }
 }
 
@@ -665,12 +673,12 @@ template <typename T>
 using CastKernel = void (*)(CastArgs);
 
 // The mode combinations the contract allows, as a table (row-scaled is rowwise 1D RNE only).
-template <typename T>
+template <int kTileRows, typename T>
 CastKernel<T> pick_cast(bool row, bool col, bool two_d, bool sr, bool row_scaled) {
-  if (row_scaled) return cast_kernel<T, true, false, false, false, true>;
-#define FP4KIT_CAST(R, C, D)                                                                             \
-  if (row == R && col == C && two_d == D) {                                                              \
-    return sr ? cast_kernel<T, R, C, D, true, false> : cast_kernel<T, R, C, D, false, false>;            \
+  if (row_scaled) return cast_kernel<kTileRows, T, true, false, false, false, true>;
+#define FP4KIT_CAST(R, C, D)                                                                                   \
+  if (row == R && col == C && two_d == D) {                                                                    \
+    return sr ? cast_kernel<kTileRows, T, R, C, D, true, false> : cast_kernel<kTileRows, T, R, C, D, false, false>; \
   }
   FP4KIT_CAST(true, false, false)
   FP4KIT_CAST(false, true, false)
@@ -724,22 +732,24 @@ int sm_count_of(int device) {
 }
 
 template <typename T>
-void run_cast(const CastArgs& args, const QuantParams& p, int warps, int sm_count, cudaStream_t s) {
+void run_cast(CastArgs args, const QuantParams& p, int tile_rows, int stages, int sm_count, cudaStream_t s) {
   const bool row = has_rowwise(p.direction), col = has_columnwise(p.direction);
-  const CastKernel<T> kernel = pick_cast<T>(row, col, p.block == BlockScaling::k2D,
-                                            p.rounding == Rounding::kStochastic, p.row_scaled);
-  const std::string what = detail::cat("sm80 cast kernel, ", sizeof(T) == 4 ? "f32" : "16-bit", " input, ", warps,
-                                       " warps, ", direction_name(p.direction));
-  if (kernel == nullptr || (warps != 4 && warps != 8)) {
+  const bool two_d = p.block == BlockScaling::k2D, sr = p.rounding == Rounding::kStochastic;
+  const CastKernel<T> kernel = tile_rows == 64   ? pick_cast<64, T>(row, col, two_d, sr, p.row_scaled)
+                               : tile_rows == 32 ? pick_cast<32, T>(row, col, two_d, sr, p.row_scaled)
+                                                 : nullptr;
+  const std::string what = detail::cat("sm80 cast kernel, ", sizeof(T) == 4 ? "f32" : "16-bit", " input, ", tile_rows,
+                                       "-row tiles, ", stages, " stages, ", direction_name(p.direction));
+  if (kernel == nullptr || stages < 2 || stages > 4) {
     detail::fail(ErrorCode::kInternal, detail::cat(what, ": no instantiation for these modes"));
   }
-  const int64_t smem = cast_smem_bytes(warps, sizeof(T));
+  args.stages = stages;
+  const int64_t smem = cast_smem_bytes(tile_rows, stages);
   FP4KIT_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          static_cast<int>(smem)),
                     what);
-  const int threads = 32 * warps;
   int per_sm = 0;
-  FP4KIT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, reinterpret_cast<const void*>(kernel), threads,
+  FP4KIT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, reinterpret_cast<const void*>(kernel), kCastThreads,
                                                                   static_cast<size_t>(smem)),
                     what);
   if (per_sm < 1) {
@@ -748,21 +758,18 @@ void run_cast(const CastArgs& args, const QuantParams& p, int warps, int sm_coun
   // A persistent grid: every SM full, each CTA streaming several tiles.
   const int64_t grid = std::min<int64_t>(int64_t{args.num_tiles}, int64_t{per_sm} * sm_count);
   if (grid <= 0) return;
-  // The loaded image waits for the amax pass (wait_for_primary_grid) only when it was compiled
-  // for sm_90 or newer; an image JIT-compiled from older PTX must be launched in plain order.
-  // Measured on the H100 (fp4kit bench quantize): the dependent launch speeds the rowwise-only
-  // cast up by 3-4%. The two-output cast does not use it: restructured for it, that kernel
-  // started to spill (32 B) and ran about 4% slower.
+  // On sm_90+ the cast is the amax pass's programmatic dependent: it launches as the amax CTAs
+  // finish their loads, sends its first tiles' copies (they read x only), and waits in the kernel
+  // (wait_for_primary_grid) before it reads the amax. The loaded image waits only when it was
+  // compiled for sm_90 or newer; an image JIT-compiled from older PTX is launched in plain order.
   cudaFuncAttributes image{};
   FP4KIT_CUDA_CHECK(cudaFuncGetAttributes(&image, reinterpret_cast<const void*>(kernel)), what);
-  const bool dependent_launch = image.ptxVersion >= 90 && !col;
+  const bool dependent_launch = image.ptxVersion >= 90;
   cudaLaunchConfig_t config{};
   config.gridDim = dim3(static_cast<unsigned>(grid));
-  config.blockDim = dim3(static_cast<unsigned>(threads));
+  config.blockDim = dim3(static_cast<unsigned>(kCastThreads));
   config.dynamicSmemBytes = static_cast<size_t>(smem);
   config.stream = s;
-  // On sm_90+ the cast is the amax pass's programmatic dependent: it launches as the amax CTAs
-  // finish their loads, and waits in the kernel before it reads the amax (wait_for_primary_grid).
   cudaLaunchAttribute attribute{};
   attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attribute.val.programmaticStreamSerializationAllowed = 1;
@@ -798,7 +805,7 @@ std::string kernel_image_problem(const void* kernel, int index, const char* name
 }
 
 std::string quantize_image_problem(const DeviceInfo& device) {
-  return kernel_image_problem(reinterpret_cast<const void*>(cast_kernel<__nv_bfloat16, true, false, false, false, false>),
+  return kernel_image_problem(reinterpret_cast<const void*>(cast_kernel<64, __nv_bfloat16, true, false, false, false, false>),
                               device.index, "sm80 cast kernel");
 }
 
@@ -818,8 +825,8 @@ void launch_amax(const SourceMatrix& x, bool per_row, float* finite_amax, float*
 }
 
 void launch_quantize(const SourceMatrix& x, const QuantParams& params, const PartPointers& rowwise,
-                     const PartPointers& columnwise, uint32_t* nonfinite_counts, int warps, int sm_count, int device,
-                     void* stream) {
+                     const PartPointers& columnwise, uint32_t* nonfinite_counts, int tile_rows, int stages, int sm_count,
+                     int device, void* stream) {
   DeviceGuard guard(device);
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   const bool row = has_rowwise(params.direction), col = has_columnwise(params.direction);
@@ -847,11 +854,19 @@ void launch_quantize(const SourceMatrix& x, const QuantParams& params, const Par
   args.row_stride = x.row_stride;
   const int64_t tile_cols = cast_tile_cols(static_cast<int>(dtype_size(x.dtype)));
   const int64_t tiles_c = (x.cols + tile_cols - 1) / tile_cols;
-  const int64_t num_tiles = (x.rows + cast_tile_rows(warps) - 1) / cast_tile_rows(warps) * tiles_c;
+  const int64_t num_tiles = (x.rows + tile_rows - 1) / tile_rows * tiles_c;
   if (num_tiles >= (int64_t{1} << 31)) {
     detail::fail(ErrorCode::kShapeMismatch,
                  detail::cat("quantize: [", x.rows, ", ", x.cols, "] has ", num_tiles, " tiles; the CUDA cast takes fewer than 2^31"),
                  "quantize the tensor in slices of rows");
+  }
+  for (const PartPointers* part : {&rowwise, &columnwise}) {
+    if (part->data_stride >= (int64_t{1} << 32) || part->scale_stride >= (int64_t{1} << 32)) {
+      detail::fail(ErrorCode::kShapeMismatch,
+                   detail::cat("quantize: an output row stride of ", std::max(part->data_stride, part->scale_stride),
+                               " B; the CUDA cast takes strides below 2^32 B"),
+                   "quantize the tensor in slices of columns");
+    }
   }
   args.tiles_c = static_cast<uint32_t>(tiles_c);
   args.num_tiles = static_cast<uint32_t>(num_tiles);
@@ -861,9 +876,9 @@ void launch_quantize(const SourceMatrix& x, const QuantParams& params, const Par
   args.sr_seed = params.sr_seed;
   args.sr_offset = params.sr_offset;
   switch (x.dtype) {
-    case DType::kF32: return run_cast<float>(args, params, warps, sm_count, s);
-    case DType::kF16: return run_cast<__half>(args, params, warps, sm_count, s);
-    case DType::kBF16: return run_cast<__nv_bfloat16>(args, params, warps, sm_count, s);
+    case DType::kF32: return run_cast<float>(args, params, tile_rows, stages, sm_count, s);
+    case DType::kF16: return run_cast<__half>(args, params, tile_rows, stages, sm_count, s);
+    case DType::kBF16: return run_cast<__nv_bfloat16>(args, params, tile_rows, stages, sm_count, s);
     default: detail::fail(ErrorCode::kInternal, detail::cat("cast kernel: unexpected dtype ", dtype_name(x.dtype)));
   }
 }
