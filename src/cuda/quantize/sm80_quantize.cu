@@ -15,6 +15,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
 
 #include "core/nvfp4_math.hpp"
 #include "core/philox.hpp"
@@ -438,17 +441,14 @@ __global__ void __launch_bounds__(kCastThreads, kTileRows == 64 ? 2 : 3) cast_ke
   }
 
   // Scale byte (plus 0x100 when the block holds NaN or Inf, §9) and encode scale of a block whose
-  // maximum |element| has FP32 bits `m`, under global scale (mult, s_dec). The E4M3 rounding is the
-  // hardware conversion (cvt.rn.satfinite.e4m3x2.f32 from sm_89), which the GPU tests check
-  // against the reference codec on every FP32 value.
-  const auto scale_of = [&](uint32_t m, float mult, float s_dec, uint32_t& sbyte, float& senc) {
+  // maximum |element| has FP32 bits `m`, under global scale g (mult = g.s_enc / 6 as the reference
+  // rounds it). The E4M3 rounding is the hardware conversion (cvt.rn.satfinite.e4m3x2.f32 from
+  // sm_89), which the GPU tests check against the reference codec on every FP32 value; senc_b is
+  // the table's entry, or, with a global scale per row, the reference's formula itself.
+  const auto scale_of = [&](uint32_t m, const detail::GlobalScale& g, float mult, uint32_t& sbyte, float& senc) {
     const uint32_t byte = __nv_cvt_float_to_fp8(fminf(__uint_as_float(m) * mult, kFloatMax), __NV_SATFINITE, __NV_E4M3);
-    if constexpr (kRowScaled) {
-      const float sdec = __half2float(__half(__nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(byte), __NV_E4M3)));
-      senc = fminf(__frcp_rn(sdec * s_dec), kFloatMax);
-    } else {
-      senc = senc_lut[byte];
-    }
+    if constexpr (kRowScaled) senc = detail::block_encode_scale(static_cast<uint8_t>(byte), g);
+    else senc = senc_lut[byte];
     sbyte = byte | (m >= kInfBits ? 0x100u : 0u);
   };
   // Column maxima of a unit's 16 words as FP32 bits (16-bit types: both columns side by side).
@@ -509,7 +509,7 @@ __global__ void __launch_bounds__(kCastThreads, kTileRows == 64 ? 2 : 3) cast_ke
         for (int i = 0; i < kWordsPer2d; ++i) m = max(m, unit_max[(cb * kWordsPer2d + i) * kGroups + grp]);
         uint32_t sbyte;
         float senc;
-        scale_of(m, mult_tensor, g_tensor.s_dec, sbyte, senc);
+        scale_of(m, g_tensor, mult_tensor, sbyte, senc);
         scale_2d[t] = make_uint2(sbyte, __float_as_uint(senc));
       }
       __syncthreads();
@@ -531,7 +531,7 @@ __global__ void __launch_bounds__(kCastThreads, kTileRows == 64 ? 2 : 3) cast_ke
             sbyte = s.x;
             senc = __uint_as_float(s.y);
           } else {
-            scale_of(cmax[j][e], mult_tensor, g_tensor.s_dec, sbyte, senc);
+            scale_of(cmax[j][e], g_tensor, mult_tensor, sbyte, senc);
           }
           detail::Philox4x32 rnd{};
           if constexpr (kSr) {
@@ -593,13 +593,12 @@ __global__ void __launch_bounds__(kCastThreads, kTileRows == 64 ? 2 : 3) cast_ke
             }
           }
           if constexpr (sizeof(T) != 4) m = In<T>::mag_bits(max(m & 0xFFFFu, m >> 16));
-          float mult = mult_tensor, s_dec = g_tensor.s_dec;
           if constexpr (kRowScaled) {
             const detail::GlobalScale g = detail::global_scale(a.amax[grow]);
-            mult = g.s_enc * detail::kOneSixth;
-            s_dec = g.s_dec;
+            scale_of(m, g, g.s_enc * detail::kOneSixth, sbyte, senc);
+          } else {
+            scale_of(m, g_tensor, mult_tensor, sbyte, senc);
           }
-          scale_of(m, mult, s_dec, sbyte, senc);
         }
         detail::Philox4x32 rnd{};
         if constexpr (kSr) {
@@ -731,8 +730,44 @@ int sm_count_of(int device) {
   return n;
 }
 
+// What a cast launch needs of its kernel on a device, asked of the runtime once (each query costs
+// microseconds of host time, on every call otherwise). Configurations of one tile size share a
+// kernel, so its shared-memory limit only ever grows.
+struct CastLaunch {
+  int ctas_per_sm = 0;
+  int ptx_version = 0;
+};
+CastLaunch cast_launch_info(const void* kernel, int device, int64_t smem, const std::string& what) {
+  struct Known {
+    int ptx_version = -1;
+    int64_t smem_limit = 0;             // the kernel's cudaFuncAttributeMaxDynamicSharedMemorySize
+    std::map<int64_t, int> ctas_per_sm;  // by dynamic shared memory
+  };
+  static std::mutex mutex;
+  static std::map<std::pair<const void*, int>, Known> known_kernels;
+  const std::lock_guard<std::mutex> lock(mutex);
+  Known& k = known_kernels[{kernel, device}];
+  if (k.ptx_version < 0) {
+    cudaFuncAttributes image{};
+    FP4KIT_CUDA_CHECK(cudaFuncGetAttributes(&image, kernel), what);
+    k.ptx_version = image.ptxVersion;
+  }
+  if (smem > k.smem_limit) {
+    FP4KIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)), what);
+    k.smem_limit = smem;
+  }
+  auto it = k.ctas_per_sm.find(smem);
+  if (it == k.ctas_per_sm.end()) {
+    int ctas = 0;
+    FP4KIT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, kernel, kCastThreads, static_cast<size_t>(smem)), what);
+    if (ctas < 1) detail::fail(ErrorCode::kInternal, detail::cat(what, ": ", smem, " B of shared memory leaves no CTA resident"));
+    it = k.ctas_per_sm.emplace(smem, ctas).first;
+  }
+  return CastLaunch{it->second, k.ptx_version};
+}
+
 template <typename T>
-void run_cast(CastArgs args, const QuantParams& p, int tile_rows, int stages, int sm_count, cudaStream_t s) {
+void run_cast(CastArgs args, const QuantParams& p, int tile_rows, int stages, int sm_count, int device, cudaStream_t s) {
   const bool row = has_rowwise(p.direction), col = has_columnwise(p.direction);
   const bool two_d = p.block == BlockScaling::k2D, sr = p.rounding == Rounding::kStochastic;
   const CastKernel<T> kernel = tile_rows == 64   ? pick_cast<64, T>(row, col, two_d, sr, p.row_scaled)
@@ -745,26 +780,15 @@ void run_cast(CastArgs args, const QuantParams& p, int tile_rows, int stages, in
   }
   args.stages = stages;
   const int64_t smem = cast_smem_bytes(tile_rows, stages);
-  FP4KIT_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         static_cast<int>(smem)),
-                    what);
-  int per_sm = 0;
-  FP4KIT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, reinterpret_cast<const void*>(kernel), kCastThreads,
-                                                                  static_cast<size_t>(smem)),
-                    what);
-  if (per_sm < 1) {
-    detail::fail(ErrorCode::kInternal, detail::cat(what, ": ", smem, " B of shared memory leaves no CTA resident"));
-  }
+  const CastLaunch launch = cast_launch_info(reinterpret_cast<const void*>(kernel), device, smem, what);
   // A persistent grid: every SM full, each CTA streaming several tiles.
-  const int64_t grid = std::min<int64_t>(int64_t{args.num_tiles}, int64_t{per_sm} * sm_count);
+  const int64_t grid = std::min<int64_t>(int64_t{args.num_tiles}, int64_t{launch.ctas_per_sm} * sm_count);
   if (grid <= 0) return;
   // On sm_90+ the cast is the amax pass's programmatic dependent: it launches as the amax CTAs
   // finish their loads, sends its first tiles' copies (they read x only), and waits in the kernel
   // (wait_for_primary_grid) before it reads the amax. The loaded image waits only when it was
   // compiled for sm_90 or newer; an image JIT-compiled from older PTX is launched in plain order.
-  cudaFuncAttributes image{};
-  FP4KIT_CUDA_CHECK(cudaFuncGetAttributes(&image, reinterpret_cast<const void*>(kernel)), what);
-  const bool dependent_launch = image.ptxVersion >= 90;
+  const bool dependent_launch = launch.ptx_version >= 90;
   cudaLaunchConfig_t config{};
   config.gridDim = dim3(static_cast<unsigned>(grid));
   config.blockDim = dim3(static_cast<unsigned>(kCastThreads));
@@ -876,9 +900,9 @@ void launch_quantize(const SourceMatrix& x, const QuantParams& params, const Par
   args.sr_seed = params.sr_seed;
   args.sr_offset = params.sr_offset;
   switch (x.dtype) {
-    case DType::kF32: return run_cast<float>(args, params, tile_rows, stages, sm_count, s);
-    case DType::kF16: return run_cast<__half>(args, params, tile_rows, stages, sm_count, s);
-    case DType::kBF16: return run_cast<__nv_bfloat16>(args, params, tile_rows, stages, sm_count, s);
+    case DType::kF32: return run_cast<float>(args, params, tile_rows, stages, sm_count, device, s);
+    case DType::kF16: return run_cast<__half>(args, params, tile_rows, stages, sm_count, device, s);
+    case DType::kBF16: return run_cast<__nv_bfloat16>(args, params, tile_rows, stages, sm_count, device, s);
     default: detail::fail(ErrorCode::kInternal, detail::cat("cast kernel: unexpected dtype ", dtype_name(x.dtype)));
   }
 }
