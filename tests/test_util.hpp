@@ -1,8 +1,13 @@
-// tests/test_util.hpp: small helpers shared by the tests (deterministic data, host tensors).
+// tests/test_util.hpp: small helpers shared by the tests (deterministic data, host tensors, the
+// errors an operation throws).
 #pragma once
+
+#include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "core/philox.hpp"
@@ -61,6 +66,39 @@ inline uint8_t scale(const Nvfp4Part& p, int64_t r, int64_t b) {
 }
 inline const uint8_t* data_row(const Nvfp4Part& p, int64_t r) {
   return static_cast<const uint8_t*>(p.data.data) + r * p.data.strides[0];
+}
+
+// What `f` threw: whether an fp4kit::Error, and its code, message, hint and what() (both).
+struct Caught {
+  bool thrown = false;
+  ErrorCode code = ErrorCode::kOk;
+  std::string message;
+  std::string hint;
+  std::string what;
+};
+inline Caught catch_error(const std::function<void()>& f) {
+  Caught c;
+  try {
+    f();
+  } catch (const Error& e) {
+    c.thrown = true;
+    c.code = e.code();
+    c.message = e.message();
+    c.hint = e.hint();
+    c.what = e.what();
+  }
+  return c;
+}
+
+// Runs `f`, which must throw fp4kit::Error with `code` and `fragment` in its message or hint.
+inline void expect_error(ErrorCode code, const std::string& fragment, const std::function<void()>& f) {
+  const Caught c = catch_error(f);
+  if (!c.thrown) {
+    ADD_FAILURE() << "no error; expected one mentioning '" << fragment << "'";
+    return;
+  }
+  EXPECT_EQ(c.code, code) << c.what;
+  EXPECT_NE(c.what.find(fragment), std::string::npos) << c.what;
 }
 
 }  // namespace fp4kit::test

@@ -13,9 +13,13 @@
 #include "fp4kit/formats.hpp"
 #include "fp4kit/ops.hpp"
 #include "io.hpp"
+#include "test_util.hpp"
 
 namespace fp4kit::cli {
 namespace {
+
+using test::catch_error;
+using test::Caught;
 
 // A scratch file path unique to the running test.
 std::string scratch(const std::string& name) {
@@ -29,26 +33,6 @@ std::string scratch(const std::string& name) {
 ::testing::AssertionResult contains(const std::string& haystack, const std::string& needle) {
   if (haystack.find(needle) != std::string::npos) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << "\"" << haystack << "\" does not contain \"" << needle << "\"";
-}
-
-struct Caught {
-  bool thrown = false;
-  ErrorCode code = ErrorCode::kOk;
-  std::string message;
-  std::string hint;
-};
-
-Caught catch_error(const std::function<void()>& f) {
-  Caught c;
-  try {
-    f();
-  } catch (const Error& e) {
-    c.thrown = true;
-    c.code = e.code();
-    c.message = e.message();
-    c.hint = e.hint();
-  }
-  return c;
 }
 
 // Expects an Error(kIo) whose message names `path` and contains `problem`, with a non-empty hint.

@@ -20,6 +20,7 @@
 namespace fp4kit {
 namespace {
 
+using test::expect_error;
 using test::HostMatrix;
 using test::nibble;
 using test::scale;
@@ -291,18 +292,6 @@ TEST(Quantize, OutputsAreDeterministicAndQuantizeIntoOverwritesPoison) {
     EXPECT_EQ(0, std::memcmp(pa.data.data, pb.data.data, pa.data.nbytes()));
     EXPECT_EQ(0, std::memcmp(pa.scales.data, pb.scales.data, pa.scales.nbytes()));
     EXPECT_EQ(0, std::memcmp(pa.amax.data, pb.amax.data, pa.amax.nbytes()));
-  }
-}
-
-// Runs `f`, which must throw fp4kit::Error with `code` and a message containing `fragment`.
-template <typename F>
-void expect_error(ErrorCode code, const std::string& fragment, F&& f) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one mentioning '" << fragment << "'";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
   }
 }
 
