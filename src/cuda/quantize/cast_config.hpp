@@ -39,7 +39,8 @@ FP4KIT_HD constexpr int64_t cast_smem_bytes(int tile_rows, int stages) {
 // The configurations the registry offers (tile rows, stages); the dispatcher keeps those that fit
 // and prefers the deeper pipeline, then the larger tile. 64x3 takes 101376 B, exactly the budget of
 // sm_86/89/120; 32x3 fits 65536 B and 32x2 the 49152 B every GPU grants without the opt-in. (A
-// 64x2 configuration would only serve budgets between 68608 and 101375 B, which no GPU has.)
+// 64x2 configuration would only serve budgets between 68608 and 101375 B; every GPU from sm_80
+// on grants 101376 B or more.)
 struct CastShape {
   int tile_rows, stages;
 };
