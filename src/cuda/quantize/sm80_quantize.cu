@@ -731,8 +731,11 @@ int sm_count_of(int device) {
 }
 
 // What a cast launch needs of its kernel on a device, asked of the runtime once (each query costs
-// microseconds of host time, on every call otherwise). Configurations of one tile size share a
-// kernel, so its shared-memory limit only ever grows.
+// microseconds of host time, on every call otherwise). NOTE: process-wide on purpose, unlike the
+// Context's caches: a kernel's dynamic shared-memory limit is itself process-wide CUDA state, so
+// two contexts (or threads) setting it per call could lower it under each other's launches. Here
+// it only ever grows, under one lock (configurations of one tile size share a kernel); the rest
+// are facts of the loaded image.
 struct CastLaunch {
   int ctas_per_sm = 0;
   int ptx_version = 0;
