@@ -3,6 +3,8 @@
 // static_assert against, and problem rules. Without CUDA backends there are none.
 #include "dispatch/variants.hpp"
 
+#include <span>
+
 #if defined(FP4KIT_HAVE_CUDA)
 #include "core/check.hpp"
 #include "cuda/quantize/cast_config.hpp"
@@ -27,6 +29,16 @@ std::string vector_rule(const Problem& p) {
   const int64_t stride = p.row_stride ? p.row_stride : p.cols;
   if (p.alignment < 16) return cat("needs a 16-byte aligned source; this one is aligned to ", p.alignment, " B");
   if ((stride * elem) % 16 != 0) return cat("needs rows starting on 16 bytes; the row stride is ", stride * elem, " B");
+  if (p.cols % 16 != 0) return cat("needs a column count that is a multiple of 16, got ", p.cols);
+  return {};
+}
+
+// The unfused RHT's transform reads 4-byte words, and its buffer is cast with the vector rule.
+std::string word_rule(const Problem& p) {
+  const int64_t elem = static_cast<int64_t>(dtype_size(p.in_dtype));
+  const int64_t stride = p.row_stride ? p.row_stride : p.cols;
+  if (p.alignment < 4) return cat("needs a 4-byte aligned source; this one is aligned to ", p.alignment, " B");
+  if ((stride * elem) % 4 != 0) return cat("needs rows starting on 4 bytes; the row stride is ", stride * elem, " B");
   if (p.cols % 16 != 0) return cat("needs a column count that is a multiple of 16, got ", p.cols);
   return {};
 }
@@ -56,25 +68,48 @@ void register_cuda_variants(Registry& registry) {
   };
   registry.add(std::move(amax));
 
-  // One variant per element width: the tile, hence the shared memory, depends on it.
-  for (int elem : {2, 4}) {
-    KernelVariant q = cuda_variant(elem == 2 ? "sm80_quantize_b16" : "sm80_quantize_f32", OpKind::kQuantize,
-                                   "one-pass NVFP4 cast: cp.async-pipelined shared tiles, a thread per block, both directions");
-    for (const cuda::CastShape& shape : cuda::kCastShapes) {
-      const int cols = cuda::cast_tile_cols(elem);
-      q.configs.push_back(KernelConfig{cat(shape.tile_rows, "x", cols, "_s", shape.stages), shape.tile_rows, cols, 0,
-                                       shape.stages, cuda::kCastThreads});
-    }
-    q.smem_bytes = [](const KernelConfig& c) { return cuda::cast_smem_bytes(c.tile_m, c.stages); };
-    q.check_problem = [elem](const Problem& p) -> std::string {
-      if (!is_float_input(p.in_dtype)) return cat("takes f32, f16 or bf16, not ", dtype_name(p.in_dtype));
-      if (static_cast<int>(dtype_size(p.in_dtype)) != elem) {
-        return cat("is the ", elem == 2 ? "16-bit" : "f32", " variant; the source is ", dtype_name(p.in_dtype));
+  // One variant per element width and family: the tile, hence the shared memory, depends on the
+  // width. The three families share the cast kernel and its one shared-memory formula:
+  //  - the plain cast;
+  //  - the fused RHT cast (rowwise of x, columnwise of RHT(x^T)): its own configurations, none
+  //    below 65536 B, so that smaller budgets select
+  //  - the unfused RHT path (fallback): the transform into a buffer, then plain casts with the plain
+  //    configurations. It also serves sources the fused kernel cannot read (4-byte aligned words
+  //    are enough for its transform when only the columnwise part is asked for).
+  enum class Family { kPlain, kRht, kRhtUnfused };
+  for (const Family family : {Family::kPlain, Family::kRht, Family::kRhtUnfused}) {
+    for (int elem : {2, 4}) {
+      const char* width = elem == 2 ? "b16" : "f32";
+      const char* name = family == Family::kPlain ? "sm80_quantize_" : (family == Family::kRht ? "sm80_quantize_rht_" : "sm80_rht_unfused_");
+      KernelVariant q = cuda_variant(
+          "", OpKind::kQuantize,
+          family == Family::kPlain ? "one-pass NVFP4 cast: cp.async-pipelined shared tiles, a thread per block, both directions"
+          : family == Family::kRht ? "one-pass NVFP4 cast with the RHT of the columnwise part (the transform in registers)"
+                                   : "the RHT into a device buffer, then the plain cast (slower: x is read again)");
+      q.name = cat(name, width);
+      q.fallback = family == Family::kRhtUnfused;
+      for (const cuda::CastShape& shape : family == Family::kRht ? std::span<const cuda::CastShape>(cuda::kRhtCastShapes)
+                                                                  : std::span<const cuda::CastShape>(cuda::kCastShapes)) {
+        const int cols = cuda::cast_tile_cols(elem);
+        q.configs.push_back(KernelConfig{cat(shape.tile_rows, "x", cols, "_s", shape.stages), shape.tile_rows, cols, 0,
+                                         shape.stages, cuda::cast_threads(shape.tile_rows)});
       }
-      if (p.params.rht) return "does not apply the RHT (the RHT cast kernels do)";
-      return vector_rule(p);
-    };
-    registry.add(std::move(q));
+      q.smem_bytes = [](const KernelConfig& c) { return cuda::cast_smem_bytes(c.tile_m, c.stages); };
+      q.check_problem = [elem, family](const Problem& p) -> std::string {
+        if (!is_float_input(p.in_dtype)) return cat("takes f32, f16 or bf16, not ", dtype_name(p.in_dtype));
+        if (static_cast<int>(dtype_size(p.in_dtype)) != elem) {
+          return cat("is the ", elem == 2 ? "16-bit" : "f32", " variant; the source is ", dtype_name(p.in_dtype));
+        }
+        if (family == Family::kPlain) {
+          if (p.params.rht) return "does not apply the RHT (the RHT cast kernels do)";
+          return vector_rule(p);
+        }
+        if (!p.params.rht) return "applies the RHT, which this quantization does not ask for";
+        if (family == Family::kRht || has_rowwise(p.params.direction)) return vector_rule(p);
+        return word_rule(p);
+      };
+      registry.add(std::move(q));
+    }
   }
 
   KernelVariant dq = cuda_variant("sm80_dequantize", OpKind::kDequantize, "NVFP4 to f32/f16/bf16, a block per thread");

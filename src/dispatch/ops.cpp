@@ -162,10 +162,18 @@ void run_quantize(const Chosen& c, const Matrix& m, const QuantParams& params, N
                   [[maybe_unused]] const Target& target) {
   if (c.name() == "ref_quantize") return ref::quantize(m, params, out);
 #if defined(FP4KIT_HAVE_CUDA)
-  if (c.name() == "sm80_quantize_b16" || c.name() == "sm80_quantize_f32") {
+  // The fused RHT variants are the same op (params.rht selects the kernels); the unfused ones go
+  // through a buffer.
+  if (c.name() == "sm80_quantize_b16" || c.name() == "sm80_quantize_f32" || c.name() == "sm80_quantize_rht_b16" ||
+      c.name() == "sm80_quantize_rht_f32") {
     return cuda::launch_quantize(source_of(m), params, pointers_of(out.rowwise()), pointers_of(out.columnwise()),
                                  out.nonfinite_counts().ptr<uint32_t>(), c.tile_rows(), c.stages(), c.device->sm_count,
                                  target.device.index, target.stream);
+  }
+  if (c.name() == "sm80_rht_unfused_b16" || c.name() == "sm80_rht_unfused_f32") {
+    return cuda::launch_quantize_rht_unfused(source_of(m), params, pointers_of(out.rowwise()), pointers_of(out.columnwise()),
+                                             out.nonfinite_counts().ptr<uint32_t>(), c.tile_rows(), c.stages(),
+                                             c.device->sm_count, target.device.index, target.stream);
   }
 #endif
   no_launcher(c);

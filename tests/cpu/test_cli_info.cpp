@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "cli_runner.hpp"
+#include "dispatch/variants.hpp"
 #include "fp4kit/dispatch.hpp"
 #include "fp4kit/error.hpp"
 #include "fp4kit/recipe.hpp"
@@ -258,6 +260,54 @@ TEST(InfoCli, SmemBudgetFromEnvironment) {
   const CliRun r = run_cli("info --profile sm_120", "FP4KIT_SMEM_BUDGET=65536");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(contains(r.out, "65536 B (64 KiB): FP4KIT_SMEM_BUDGET"));
+}
+
+// The fused RHT cast is sized to the GPU it runs on (issue 5; seeds/000: a fused kernel asking for
+// ~225 KB dies on 101376-byte GPUs): the largest configuration on sm_100, one within 101376 B on
+// sm_120, and the unfused path, with every fused configuration's reason, under a budget below them.
+TEST(InfoCli, RhtCastFitsEveryBudget) {
+  const Registry registry = Registry::builtin();
+  const KernelVariant* fused = registry.find("sm80_quantize_rht_b16");
+  if (fused == nullptr) GTEST_SKIP() << "built without CUDA backends: no RHT cast to select";
+  for (const char* profile : {"sm_90", "sm_100", "sm_120"}) {
+    if (!detail::image_runs_on(fused->compiled_archs, device_profile(profile).compute_capability())) {
+      GTEST_SKIP() << "this build has no image for " << profile << " (CMAKE_CUDA_ARCHITECTURES)";
+    }
+  }
+  int64_t largest = 0;
+  for (const KernelConfig& c : fused->configs) largest = std::max(largest, fused->smem_bytes(c));
+  const auto wgrad_input = [](const Json& j) {
+    for (const Json& e : j["plan"]) {
+      if (e["role"] == "wgrad_input") return e;
+    }
+    ADD_FAILURE() << "no wgrad_input step in the plan";
+    return Json::object();
+  };
+  const Json sm120 = wgrad_input(parse_json(run_cli("info --profile sm_120 --json")));
+  ASSERT_FALSE(sm120["selected"].is_null()) << sm120.dump();
+  EXPECT_EQ(sm120["selected"]["variant"], fused->name);
+  EXPECT_LE(sm120["selected"]["smem_bytes"].get<int64_t>(), 101376);
+  const Json sm100 = wgrad_input(parse_json(run_cli("info --profile sm_100 --json")));
+  ASSERT_FALSE(sm100["selected"].is_null()) << sm100.dump();
+  EXPECT_EQ(sm100["selected"]["variant"], fused->name);
+  EXPECT_EQ(sm100["selected"]["smem_bytes"], largest);
+
+  const Json small = wgrad_input(parse_json(run_cli("info --profile sm_90 --json", "FP4KIT_SMEM_BUDGET=49152")));
+  ASSERT_FALSE(small["selected"].is_null()) << small.dump();
+  EXPECT_EQ(small["selected"]["variant"], "sm80_rht_unfused_b16");
+  EXPECT_EQ(small["selected"]["fallback"], true);
+  size_t budget_reasons = 0;
+  for (const Json& r : small["rejected"]) {
+    if (r["variant"] == fused->name) {
+      EXPECT_TRUE(contains(r["reason"].get<std::string>(), "the budget is 49152 B")) << r.dump();
+      ++budget_reasons;
+    }
+  }
+  EXPECT_EQ(budget_reasons, fused->configs.size());
+  const CliRun text = run_cli("info --profile sm_90", "FP4KIT_SMEM_BUDGET=49152");
+  ASSERT_EQ(text.status, 0) << text.err;
+  EXPECT_TRUE(contains(text.out, "sm80_rht_unfused_b16")) << text.out;
+  EXPECT_TRUE(contains(text.out, "fallback")) << text.out;
 }
 
 TEST(InfoCli, ShapeAndRecipeFlags) {

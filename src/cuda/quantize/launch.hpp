@@ -31,12 +31,21 @@ struct PartPointers {  // one direction of an NVFP4 tensor, in device memory
 void launch_amax(const SourceMatrix& x, bool per_row, float* finite_amax, float* reported, uint32_t* counts,
                  int device, void* stream);
 
-// The whole quantize op: amax pass(es), then the one-pass cast writing the present parts.
+// The whole quantize op: amax pass(es), then the one-pass cast writing the present parts (with the
+// RHT when params.rht: one pass gives both amaxes, and the cast transforms the columnwise part).
 // `tile_rows` and `stages` are the configuration chosen by the dispatcher (its shared memory is
 // cast_smem_bytes(tile_rows, stages)).
 void launch_quantize(const SourceMatrix& x, const QuantParams& params, const PartPointers& rowwise,
                      const PartPointers& columnwise, uint32_t* nonfinite_counts, int tile_rows, int stages, int sm_count, int device,
                      void* stream);
+
+// The same op with the RHT through a buffer (the dispatcher's fallback when no fused configuration
+// fits, or the source does not suit the fused kernel): the rowwise part is the plain cast of x; the
+// transform of x goes into stream-ordered device memory, whose plain columnwise cast is the
+// columnwise part. `tile_rows` and `stages` are a plain cast configuration.
+void launch_quantize_rht_unfused(const SourceMatrix& x, const QuantParams& params, const PartPointers& rowwise,
+                                 const PartPointers& columnwise, uint32_t* nonfinite_counts, int tile_rows, int stages,
+                                 int sm_count, int device, void* stream);
 
 // Dequantize one part (rows x padded_cols codes) into out [rows, out_cols] (out_cols <= padded).
 void launch_dequantize(const PartPointers& part, bool row_scaled, int64_t rows, int64_t out_cols, void* out,

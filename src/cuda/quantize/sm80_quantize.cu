@@ -205,11 +205,12 @@ __global__ void __launch_bounds__(kAmaxThreads) amax_rows_kernel(const T* __rest
   }
 }
 
-// Zeroes a quantize call's accumulators: the per-tensor amax bits (null when row-scaled) and the
-// {NaN, Inf} counts.
-__global__ void quantize_init_kernel(float* amax, uint32_t* counts) {
+// Zeroes a quantize call's accumulators: the per-tensor amax bits (null when row-scaled), the
+// columnwise part's own with the RHT (else null) and the {NaN, Inf} counts.
+__global__ void quantize_init_kernel(float* amax, float* amax_cw, uint32_t* counts) {
   if (threadIdx.x == 0) {
     if (amax) *amax = 0.0f;
+    if (amax_cw) *amax_cw = 0.0f;
     counts[0] = 0u;
     counts[1] = 0u;
   }
@@ -224,14 +225,22 @@ __global__ void amax_finalize_kernel(const uint32_t* amax_bits, const uint32_t* 
 // ---------------------------------------------------------------------------------------------
 // cast
 // ---------------------------------------------------------------------------------------------
+// The RHT's sign flips (NUMERICS §5) as XOR masks on 4-byte source words: row i of a 16-row group
+// has the sign bits of its elements flipped where s_i = -1.
+struct RhtSigns {
+  uint32_t row_xor[16];
+};
+
 struct CastArgs {
   const void* x;
   int64_t rows, cols, row_stride;
   uint32_t tiles_c, num_tiles;  // tile columns and tiles: they fit 32 bits (the launcher checks)
   int stages;  // shared-memory tile buffers (the configuration's pipeline depth)
   PartPointers rw, cw;
-  const float* amax;  // the finite amax: [1], or [rows] when row-scaled
+  const float* amax;     // the finite amax: [1], or [rows] when row-scaled
+  const float* amax_cw;  // the columnwise part's: the amax after the transform with the RHT, else amax
   uint64_t sr_seed, sr_offset;
+  RhtSigns rht;          // with the RHT
 };
 
 // What the cast needs of an input type: elements per 16-byte chunk, element e of a chunk (or of a
@@ -243,6 +252,11 @@ struct In<__nv_bfloat16> {
   static constexpr int kVec = 8;
   static __device__ __forceinline__ float of_word(uint32_t w, int e) { return __uint_as_float(e ? (w & 0xFFFF0000u) : (w << 16)); }
   static __device__ __forceinline__ uint32_t mag_bits(uint32_t h) { return h << 16; }
+  // Two FP32 values rounded (RNE) to this type, as one word of two columns.
+  static __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t*>(&v);
+  }
 };
 template <>
 struct In<__half> {
@@ -251,12 +265,50 @@ struct In<__half> {
     return __half2float(__ushort_as_half(static_cast<unsigned short>(e ? (w >> 16) : (w & 0xFFFFu))));
   }
   static __device__ __forceinline__ uint32_t mag_bits(uint32_t h) { return half_magnitude_bits(h); }
+  static __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+    const __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t*>(&v);
+  }
 };
 template <>
 struct In<float> {
   static constexpr int kVec = 4;
   static __device__ __forceinline__ float of_word(uint32_t w, int) { return __uint_as_float(w); }
+  static __device__ __forceinline__ uint32_t pack2(float v, float) { return __float_as_uint(v); }
 };
+
+// The RHT of one column unit in place (NUMERICS §5): the 16 words of a 16-row group (row i in
+// word i, one or two columns each). Every column is transformed in FP32 with the contract's
+// butterflies and rounded back to T (RNE), so that the words read as T again.
+template <typename T>
+__device__ __forceinline__ void rht_unit(uint32_t (&w)[16], const RhtSigns& signs) {
+  constexpr int kCols = 4 / static_cast<int>(sizeof(T));
+  float v[kCols][16];
+#pragma unroll
+  for (int i = 0; i < 16; ++i) {
+    const uint32_t flipped = w[i] ^ signs.row_xor[i];
+#pragma unroll
+    for (int e = 0; e < kCols; ++e) v[e][i] = In<T>::of_word(flipped, e);
+  }
+#pragma unroll
+  for (int e = 0; e < kCols; ++e) {
+#pragma unroll
+    for (int h = 1; h < 16; h <<= 1) {
+#pragma unroll
+      for (int i = 0; i < 16; ++i) {
+        if ((i & h) == 0) {  // the butterflies of detail::walsh_hadamard16, in its order
+          const float p = v[e][i], q = v[e][i + h];
+          v[e][i] = p + q;
+          v[e][i + h] = p - q;
+        }
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 16; ++i) v[e][i] = 0.25f * v[e][i];
+  }
+#pragma unroll
+  for (int i = 0; i < 16; ++i) w[i] = In<T>::pack2(v[0][i], v[kCols - 1][i]);
+}
 
 __device__ __forceinline__ uint32_t word_of(const uint4& r, int i) {
   return i == 0 ? r.x : (i == 1 ? r.y : (i == 2 ? r.z : r.w));
@@ -337,8 +389,12 @@ __device__ __forceinline__ int tile_chunk_offset(int row, int chunk) {
 //  - 2D: the units' maxima meet in shared memory, one thread per 16x16 block turns them into its
 //    scale, and both directions read it (two more barriers);
 //  - rowwise: one 16-element block of one row (2 or 4 chunks).
-template <int kTileRows, typename T, bool kRow, bool kCol, bool k2D, bool kSr, bool kRowScaled>
-__global__ void __launch_bounds__(kCastThreads, kTileRows == 64 ? 2 : 3) cast_kernel(const CastArgs a) {
+//  - with the RHT (kRht), each columnwise unit is transformed in place (rht_unit) before its maxima
+//    and encoding: the columnwise output is that of RHT(x^T), the rowwise output that of x.
+template <int kTileRows, typename T, bool kRow, bool kCol, bool k2D, bool kSr, bool kRowScaled, bool kRht = false>
+__global__ void __launch_bounds__(cast_threads(kTileRows), kTileRows == 128 ? 1 : (kTileRows == 64 ? 2 : 3))
+    cast_kernel(const CastArgs a) {
+  constexpr int kCastThreads = cast_threads(kTileRows);
   constexpr int kVec = In<T>::kVec;
   constexpr int kTileCols = cast_tile_cols(sizeof(T));
   constexpr int kBlocksPerRow = kTileCols / 16;
@@ -353,8 +409,9 @@ __global__ void __launch_bounds__(kCastThreads, kTileRows == 64 ? 2 : 3) cast_ke
   constexpr int kWordsPer2d = 16 / kColsPerWord;                              // column words of a 16x16 block
   static_assert(kColUnits * kCastThreads == kWordsPerRow * kGroups, "whole columnwise units per thread");
   static_assert(kRowSteps * kCastThreads == kTileRows * kBlocksPerRow, "whole rowwise blocks per thread");
-  static_assert(kGroups * kBlocksPerRow * 8 <= kCastScaleTableBytes, "2D scale table");
-  static_assert(kGroups * kWordsPerRow * 4 <= kCastUnitMaxBytes, "2D unit maxima");
+  static_assert(kGroups * kBlocksPerRow * 8 <= cast_scale_table_bytes(kTileRows), "2D scale table");
+  static_assert(kGroups * kWordsPerRow * 4 <= cast_unit_max_bytes(kTileRows), "2D unit maxima");
+  static_assert(!kRht || (kCol && !k2D && !kRowScaled), "the RHT is columnwise, 1D, with a global scale");
   extern __shared__ __align__(128) unsigned char smem[];
   const int t = threadIdx.x, lane = t & 31;
   const int stages = a.stages;
@@ -364,7 +421,9 @@ __global__ void __launch_bounds__(kCastThreads, kTileRows == 64 ? 2 : 3) cast_ke
   const int64_t stage_bytes = cast_stage_bytes(kTileRows);
   float* senc_lut = reinterpret_cast<float*>(smem + stages * stage_bytes);
   uint2* scale_2d = reinterpret_cast<uint2*>(smem + stages * stage_bytes + kCastScaleLutBytes);
-  uint32_t* unit_max = reinterpret_cast<uint32_t*>(smem + stages * stage_bytes + kCastScaleLutBytes + kCastScaleTableBytes);
+  uint32_t* unit_max =
+      reinterpret_cast<uint32_t*>(smem + stages * stage_bytes + kCastScaleLutBytes + cast_scale_table_bytes(kTileRows));
+  float* senc_lut_cw = kRht ? reinterpret_cast<float*>(unit_max) : senc_lut;  // no 2D pass with the RHT
   const bool rw_vec8 = (reinterpret_cast<uintptr_t>(a.rw.data) & 7u) == 0 && a.rw.data_stride % 8 == 0;
   const bool cw_vec8 = (reinterpret_cast<uintptr_t>(a.cw.data) & 7u) == 0 && a.cw.data_stride % 8 == 0;
   const bool rw_swizzled = a.rw.scales_swizzled != nullptr, cw_swizzled = a.cw.scales_swizzled != nullptr;
@@ -427,6 +486,9 @@ __global__ void __launch_bounds__(kCastThreads, kTileRows == 64 ? 2 : 3) cast_ke
 
   const detail::GlobalScale g_tensor = kRowScaled ? detail::GlobalScale{} : detail::global_scale(a.amax[0]);
   const float mult_tensor = g_tensor.s_enc * detail::kOneSixth;
+  // The columnwise part's global scale: its own with the RHT (the amax after the transform).
+  const detail::GlobalScale g_cw = kRht ? detail::global_scale(a.amax_cw[0]) : g_tensor;
+  const float mult_cw = g_cw.s_enc * detail::kOneSixth;
   // The encode scale of every E4M3 scale byte the cast can produce (0x00..0x7E; 0x7F is NaN):
   // NUMERICS §2's senc_b = min(1 / (sdec_b * S_dec), FLT_MAX) depends on the byte and the
   // tensor's S_dec only, so a CTA computes the 127 values once, with the reference's own formula,
@@ -435,8 +497,11 @@ __global__ void __launch_bounds__(kCastThreads, kTileRows == 64 ? 2 : 3) cast_ke
   if constexpr (!kRowScaled) {
     for (int i = t; i < 128; i += blockDim.x) senc_lut[i] = detail::block_encode_scale(static_cast<uint8_t>(i), g_tensor);
   }
-  // Both outputs share the tensor's amax: the columnwise part gets its copy here.
-  if constexpr (kRow && kCol) {
+  if constexpr (kRht) {
+    for (int i = t; i < 128; i += blockDim.x) senc_lut_cw[i] = detail::block_encode_scale(static_cast<uint8_t>(i), g_cw);
+  }
+  // Without the RHT both outputs share the tensor's amax: the columnwise part gets its copy here.
+  if constexpr (kRow && kCol && !kRht) {
     if (blockIdx.x == 0 && t == 0) a.cw.amax[0] = a.amax[0];
   }
 
@@ -445,10 +510,11 @@ __global__ void __launch_bounds__(kCastThreads, kTileRows == 64 ? 2 : 3) cast_ke
   // rounds it). The E4M3 rounding is the hardware conversion (cvt.rn.satfinite.e4m3x2.f32 from
   // sm_89), which the GPU tests check against the reference codec on every FP32 value; senc_b is
   // the table's entry, or, with a global scale per row, the reference's formula itself.
-  const auto scale_of = [&](uint32_t m, const detail::GlobalScale& g, float mult, uint32_t& sbyte, float& senc) {
+  const auto scale_of = [&](uint32_t m, const detail::GlobalScale& g, float mult, const float* lut, uint32_t& sbyte,
+                            float& senc) {
     const uint32_t byte = __nv_cvt_float_to_fp8(fminf(__uint_as_float(m) * mult, kFloatMax), __NV_SATFINITE, __NV_E4M3);
     if constexpr (kRowScaled) senc = detail::block_encode_scale(static_cast<uint8_t>(byte), g);
-    else senc = senc_lut[byte];
+    else senc = lut[byte];
     sbyte = byte | (m >= kInfBits ? 0x100u : 0u);
   };
   // Column maxima of a unit's 16 words as FP32 bits (16-bit types: both columns side by side).
@@ -488,6 +554,8 @@ __global__ void __launch_bounds__(kCastThreads, kTileRows == 64 ? 2 : 3) cast_ke
             reinterpret_cast<const uint32_t*>(buf + tile_chunk_offset<kGroups>(16 * grp, wd >> 2)) + (wd & 3);
 #pragma unroll
         for (int i = 0; i < 16; ++i) w[j][i] = src[i * kWordsPerRow];
+        // The transform's 16 or 32 FP32 values per unit leave no room to hold the next unit's words.
+        if constexpr (kRht) rht_unit<T>(w[j], a.rht);
       }
 #pragma unroll
       for (int j = 0; j < kColUnits; ++j) unit_maxima(w[j], cmax[j]);
@@ -509,7 +577,7 @@ __global__ void __launch_bounds__(kCastThreads, kTileRows == 64 ? 2 : 3) cast_ke
         for (int i = 0; i < kWordsPer2d; ++i) m = max(m, unit_max[(cb * kWordsPer2d + i) * kGroups + grp]);
         uint32_t sbyte;
         float senc;
-        scale_of(m, g_tensor, mult_tensor, sbyte, senc);
+        scale_of(m, g_tensor, mult_tensor, senc_lut, sbyte, senc);
         scale_2d[t] = make_uint2(sbyte, __float_as_uint(senc));
       }
       __syncthreads();
@@ -531,7 +599,7 @@ __global__ void __launch_bounds__(kCastThreads, kTileRows == 64 ? 2 : 3) cast_ke
             sbyte = s.x;
             senc = __uint_as_float(s.y);
           } else {
-            scale_of(cmax[j][e], g_tensor, mult_tensor, sbyte, senc);
+            scale_of(cmax[j][e], g_cw, mult_cw, senc_lut_cw, sbyte, senc);
           }
           detail::Philox4x32 rnd{};
           if constexpr (kSr) {
@@ -595,9 +663,9 @@ __global__ void __launch_bounds__(kCastThreads, kTileRows == 64 ? 2 : 3) cast_ke
           if constexpr (sizeof(T) != 4) m = In<T>::mag_bits(max(m & 0xFFFFu, m >> 16));
           if constexpr (kRowScaled) {
             const detail::GlobalScale g = detail::global_scale(a.amax[grow]);
-            scale_of(m, g, g.s_enc * detail::kOneSixth, sbyte, senc);
+            scale_of(m, g, g.s_enc * detail::kOneSixth, senc_lut, sbyte, senc);
           } else {
-            scale_of(m, g_tensor, mult_tensor, sbyte, senc);
+            scale_of(m, g_tensor, mult_tensor, senc_lut, sbyte, senc);
           }
         }
         detail::Philox4x32 rnd{};
@@ -631,6 +699,125 @@ __global__ void __launch_bounds__(kCastThreads, kTileRows == 64 ? 2 : 3) cast_ke
     s_load = s_proc;  // the buffer just encoded is the next to refill
     s_proc = s_proc + 1 == stages ? 0 : s_proc + 1;
   }
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// RHT: the amax pass of the fused cast, and the transform of the unfused path
+// ---------------------------------------------------------------------------------------------
+// Both walk x in column units (one 4-byte word: 1 or 2 columns, over one 16-row group), a CTA per
+// group at a time and its threads over the group's words, so that a warp reads 128 contiguous
+// bytes of each row. Rows past R read as zeros: the last, partial group is transformed with the
+// contract's zero padding.
+struct RhtWalk {
+  const void* x;
+  int64_t rows, row_stride;  // row_stride in elements; rows start on 4 bytes (the registry checks)
+  int64_t groups;            // ceil(rows / 16)
+  uint32_t words;            // 4-byte words per row
+  RhtSigns signs;
+};
+
+template <typename T>
+__device__ __forceinline__ void load_unit(const RhtWalk& a, int64_t group, uint32_t word, uint32_t (&w)[16]) {
+  const int64_t r0 = group * 16;
+  const int64_t word_stride = a.row_stride * static_cast<int64_t>(sizeof(T)) / 4;
+  const uint32_t* src = reinterpret_cast<const uint32_t*>(static_cast<const T*>(a.x) + r0 * a.row_stride) + word;
+#pragma unroll
+  for (int i = 0; i < 16; ++i) w[i] = r0 + i < a.rows ? __ldg(src + i * word_stride) : 0u;
+}
+
+// The largest finite |element| of a unit's words as FP32 bits.
+template <typename T>
+__device__ __forceinline__ uint32_t finite_max_bits(const uint32_t (&w)[16]) {
+  uint32_t m = 0u;
+#pragma unroll
+  for (int i = 0; i < 16; i += 4) m = max(m, chunk_max_bits<T>(make_uint4(w[i], w[i + 1], w[i + 2], w[i + 3])));
+  if (m < kInfBits) return m;
+  m = 0u;  // some element is NaN or Inf: the slow way
+#pragma unroll
+  for (int i = 0; i < 16; ++i) {
+#pragma unroll
+    for (int e = 0; e < 4 / static_cast<int>(sizeof(T)); ++e) {
+      const uint32_t b = __float_as_uint(In<T>::of_word(w[i], e)) & 0x7FFFFFFFu;
+      if (b < kInfBits) m = max(m, b);
+    }
+  }
+  return m;
+}
+
+// The input's statistics of a unit: finite amax and {NaN, Inf} counts.
+template <typename T>
+__device__ __forceinline__ void add_unit(AmaxAcc& acc, const uint32_t (&w)[16]) {
+#pragma unroll
+  for (int i = 0; i < 16; i += 4) acc.add_chunk<T>(make_uint4(w[i], w[i + 1], w[i + 2], w[i + 3]));
+}
+
+// Block-wide: warp maxima and sums, then one atomic per CTA and output.
+__device__ __forceinline__ void reduce_to_global(AmaxAcc acc, uint32_t post, uint32_t* pre_bits, uint32_t* post_bits,
+                                                 uint32_t* counts) {
+  acc = warp_reduce(acc);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) post = max(post, __shfl_xor_sync(0xffffffffu, post, o));
+  __shared__ AmaxAcc warps[kAmaxThreads / 32];
+  __shared__ uint32_t warp_post[kAmaxThreads / 32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) {
+    warps[warp] = acc;
+    warp_post[warp] = post;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    acc = lane < kAmaxThreads / 32 ? warps[lane] : AmaxAcc{};
+    post = lane < kAmaxThreads / 32 ? warp_post[lane] : 0u;
+    acc = warp_reduce(acc);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) post = max(post, __shfl_xor_sync(0xffffffffu, post, o));
+    if (lane == 0) {
+      if (pre_bits) atomicMax(pre_bits, acc.max_bits);
+      if (post_bits) atomicMax(post_bits, post);
+      if (counts && acc.nans) atomicAdd(&counts[0], acc.nans);
+      if (counts && acc.infs) atomicAdd(&counts[1], acc.infs);
+    }
+  }
+}
+
+// One read of x gives the amax before the transform (rowwise part; pre_bits may be null), the amax
+// of the BF16/FP16-rounded transformed values (columnwise part, NUMERICS §5) and the counts.
+template <typename T>
+__global__ void __launch_bounds__(kAmaxThreads) amax_rht_kernel(const RhtWalk a, uint32_t* pre_bits, uint32_t* post_bits,
+                                                               uint32_t* counts) {
+  AmaxAcc acc;
+  uint32_t post = 0u;
+  for (int64_t g = blockIdx.x; g < a.groups; g += gridDim.x) {
+    for (uint32_t wd = threadIdx.x; wd < a.words; wd += blockDim.x) {
+      uint32_t w[16];
+      load_unit<T>(a, g, wd, w);
+      add_unit<T>(acc, w);
+      rht_unit<T>(w, a.signs);
+      post = max(post, finite_max_bits<T>(w));
+    }
+  }
+  allow_dependent_grid();  // this CTA's loads are done; the cast may start filling SMs
+  reduce_to_global(acc, post, pre_bits, post_bits, counts);
+}
+
+// The unfused path's transform: y[groups * 16, cols] (dense) = the transformed groups of x, rounded
+// to T; counts (may be null) receives x's {NaN, Inf} counts.
+template <typename T>
+__global__ void __launch_bounds__(kAmaxThreads) rht_rows_kernel(const RhtWalk a, T* __restrict__ y, uint32_t* counts) {
+  AmaxAcc acc;
+  for (int64_t g = blockIdx.x; g < a.groups; g += gridDim.x) {
+    for (uint32_t wd = threadIdx.x; wd < a.words; wd += blockDim.x) {
+      uint32_t w[16];
+      load_unit<T>(a, g, wd, w);
+      if (counts) add_unit<T>(acc, w);
+      rht_unit<T>(w, a.signs);
+      uint32_t* dst = reinterpret_cast<uint32_t*>(y + g * 16 * (int64_t{a.words} * 4 / static_cast<int64_t>(sizeof(T)))) + wd;
+#pragma unroll
+      for (int i = 0; i < 16; ++i) dst[int64_t{i} * a.words] = w[i];
+    }
+  }
+  if (counts) reduce_to_global(acc, 0u, nullptr, nullptr, counts);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -689,6 +876,13 @@ CastKernel<T> pick_cast(bool row, bool col, bool two_d, bool sr, bool row_scaled
   return nullptr;
 }
 
+// With the RHT: columnwise (wgrad) or both, 1D, RNE or SR.
+template <int kTileRows, typename T>
+CastKernel<T> pick_rht_cast(bool row, bool sr) {
+  if (row) return sr ? cast_kernel<kTileRows, T, true, true, false, true, false, true> : cast_kernel<kTileRows, T, true, true, false, false, false, true>;
+  return sr ? cast_kernel<kTileRows, T, false, true, false, true, false, true> : cast_kernel<kTileRows, T, false, true, false, false, false, true>;
+}
+
 template <typename T>
 void run_amax(const SourceMatrix& x, bool per_row, float* finite, float* reported, uint32_t* counts, cudaStream_t s,
               int sm_count) {
@@ -740,7 +934,7 @@ struct CastLaunch {
   int ctas_per_sm = 0;
   int ptx_version = 0;
 };
-CastLaunch cast_launch_info(const void* kernel, int device, int64_t smem, const std::string& what) {
+CastLaunch cast_launch_info(const void* kernel, int device, int threads, int64_t smem, const std::string& what) {
   struct Known {
     int ptx_version = -1;
     int64_t smem_limit = 0;             // the kernel's cudaFuncAttributeMaxDynamicSharedMemorySize
@@ -762,28 +956,79 @@ CastLaunch cast_launch_info(const void* kernel, int device, int64_t smem, const 
   auto it = k.ctas_per_sm.find(smem);
   if (it == k.ctas_per_sm.end()) {
     int ctas = 0;
-    FP4KIT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, kernel, kCastThreads, static_cast<size_t>(smem)), what);
+    FP4KIT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, kernel, threads, static_cast<size_t>(smem)), what);
     if (ctas < 1) detail::fail(ErrorCode::kInternal, detail::cat(what, ": ", smem, " B of shared memory leaves no CTA resident"));
     it = k.ctas_per_sm.emplace(smem, ctas).first;
   }
   return CastLaunch{it->second, k.ptx_version};
 }
 
+RhtSigns rht_signs(uint16_t mask, DType dtype) {
+  RhtSigns s{};
+  const uint32_t flip = dtype_size(dtype) == 4 ? 0x80000000u : 0x80008000u;  // every element of a word
+  for (int i = 0; i < 16; ++i) s.row_xor[i] = detail::rht_sign_negative(mask, i) ? flip : 0u;
+  return s;
+}
+
+RhtWalk rht_walk(const SourceMatrix& x, uint16_t mask) {
+  RhtWalk w{};
+  w.x = x.data;
+  w.rows = x.rows;
+  w.row_stride = x.row_stride;
+  w.groups = (x.rows + 15) / 16;
+  w.words = static_cast<uint32_t>(x.cols * static_cast<int64_t>(dtype_size(x.dtype)) / 4);
+  w.signs = rht_signs(mask, x.dtype);
+  return w;
+}
+
+// A CTA per 16-row group at a time: at most 8 per SM, as many as there are groups.
+unsigned rht_grid(const RhtWalk& w, int sm_count) {
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(w.groups, int64_t{sm_count} * 8)));
+}
+
+// The fused path's amax pass: rowwise amax (may be null), columnwise (post-transform) amax and counts.
+void amax_rht_any(const SourceMatrix& x, uint16_t mask, float* pre, float* post, uint32_t* counts, cudaStream_t s,
+                  int sm_count) {
+  const RhtWalk w = rht_walk(x, mask);
+  if (w.groups == 0 || w.words == 0) return;
+  uint32_t* pre_bits = reinterpret_cast<uint32_t*>(pre);
+  uint32_t* post_bits = reinterpret_cast<uint32_t*>(post);
+  const unsigned grid = rht_grid(w, sm_count);
+  switch (x.dtype) {
+    case DType::kF32: amax_rht_kernel<float><<<grid, kAmaxThreads, 0, s>>>(w, pre_bits, post_bits, counts); break;
+    case DType::kF16: amax_rht_kernel<__half><<<grid, kAmaxThreads, 0, s>>>(w, pre_bits, post_bits, counts); break;
+    case DType::kBF16: amax_rht_kernel<__nv_bfloat16><<<grid, kAmaxThreads, 0, s>>>(w, pre_bits, post_bits, counts); break;
+    default: detail::fail(ErrorCode::kInternal, detail::cat("RHT amax kernel: unexpected dtype ", dtype_name(x.dtype)));
+  }
+  FP4KIT_CUDA_CHECK(cudaGetLastError(), detail::cat("RHT amax kernel, ", dtype_name(x.dtype), " [", x.rows, ", ", x.cols, "]"));
+}
+
 template <typename T>
 void run_cast(CastArgs args, const QuantParams& p, int tile_rows, int stages, int sm_count, int device, cudaStream_t s) {
   const bool row = has_rowwise(p.direction), col = has_columnwise(p.direction);
   const bool two_d = p.block == BlockScaling::k2D, sr = p.rounding == Rounding::kStochastic;
-  const CastKernel<T> kernel = tile_rows == 64   ? pick_cast<64, T>(row, col, two_d, sr, p.row_scaled)
-                               : tile_rows == 32 ? pick_cast<32, T>(row, col, two_d, sr, p.row_scaled)
-                                                 : nullptr;
-  const std::string what = detail::cat("sm80 cast kernel, ", sizeof(T) == 4 ? "f32" : "16-bit", " input, ", tile_rows,
-                                       "-row tiles, ", stages, " stages, ", direction_name(p.direction));
+  CastKernel<T> kernel = nullptr;
+  if (p.rht) {
+    if (col && !two_d && !p.row_scaled) {
+      kernel = tile_rows == 128  ? pick_rht_cast<128, T>(row, sr)
+               : tile_rows == 64 ? pick_rht_cast<64, T>(row, sr)
+               : tile_rows == 32 ? pick_rht_cast<32, T>(row, sr)
+                                 : nullptr;
+    }
+  } else {
+    kernel = tile_rows == 64   ? pick_cast<64, T>(row, col, two_d, sr, p.row_scaled)
+             : tile_rows == 32 ? pick_cast<32, T>(row, col, two_d, sr, p.row_scaled)
+                               : nullptr;
+  }
+  const std::string what = detail::cat("sm80 cast kernel", p.rht ? " with the RHT" : "", ", ", sizeof(T) == 4 ? "f32" : "16-bit",
+                                       " input, ", tile_rows, "-row tiles, ", stages, " stages, ", direction_name(p.direction));
   if (kernel == nullptr || stages < 2 || stages > 4) {
     detail::fail(ErrorCode::kInternal, detail::cat(what, ": no instantiation for these modes"));
   }
   args.stages = stages;
   const int64_t smem = cast_smem_bytes(tile_rows, stages);
-  const CastLaunch launch = cast_launch_info(reinterpret_cast<const void*>(kernel), device, smem, what);
+  const int threads = cast_threads(tile_rows);
+  const CastLaunch launch = cast_launch_info(reinterpret_cast<const void*>(kernel), device, threads, smem, what);
   // A persistent grid: every SM full, each CTA streaming several tiles.
   const int64_t grid = std::min<int64_t>(int64_t{args.num_tiles}, int64_t{launch.ctas_per_sm} * sm_count);
   if (grid <= 0) return;
@@ -794,7 +1039,7 @@ void run_cast(CastArgs args, const QuantParams& p, int tile_rows, int stages, in
   const bool dependent_launch = launch.ptx_version >= 90;
   cudaLaunchConfig_t config{};
   config.gridDim = dim3(static_cast<unsigned>(grid));
-  config.blockDim = dim3(static_cast<unsigned>(kCastThreads));
+  config.blockDim = dim3(static_cast<unsigned>(threads));
   config.dynamicSmemBytes = static_cast<size_t>(smem);
   config.stream = s;
   cudaLaunchAttribute attribute{};
@@ -857,11 +1102,14 @@ void launch_quantize(const SourceMatrix& x, const QuantParams& params, const Par
   DeviceGuard guard(device);
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   const bool row = has_rowwise(params.direction), col = has_columnwise(params.direction);
-  // The amax pass writes into the first present part's amax; the columnwise amax equals it (no RHT
-  // in these kernels) and the cast kernel copies it. One small kernel zeroes the accumulators
-  // (three launches per call in all: every launch costs about a microsecond of GPU time).
+  // The amax pass writes into the first present part's amax. Without the RHT the columnwise amax
+  // equals it and the cast kernel copies it; with the RHT the pass writes the columnwise part's
+  // own (the amax after the transform). One small kernel zeroes the accumulators (three launches
+  // per call in all: every launch costs about a microsecond of GPU time).
   float* amax = row ? rowwise.amax : columnwise.amax;
-  quantize_init_kernel<<<1, 32, 0, s>>>(params.row_scaled ? nullptr : amax, nonfinite_counts);
+  float* amax_cw = params.rht ? columnwise.amax : amax;
+  quantize_init_kernel<<<1, 32, 0, s>>>(params.row_scaled ? nullptr : amax, amax_cw != amax ? amax_cw : nullptr,
+                                        nonfinite_counts);
   FP4KIT_CUDA_CHECK(cudaGetLastError(), "quantize: init kernel");
   // The swizzled scales' padding (rows to 128, scale columns to 4) is zero; the cast writes every
   // byte that is not padding, so the buffer is cleared first only when there is padding.
@@ -873,7 +1121,11 @@ void launch_quantize(const SourceMatrix& x, const QuantParams& params, const Par
   };
   if (row) clear_padding(rowwise, x.rows, x.cols / 16);
   if (col) clear_padding(columnwise, x.cols, (x.rows + 15) / 16);
-  amax_any(x, params.row_scaled, amax, nullptr, nonfinite_counts, s, sm_count);
+  if (params.rht) {
+    amax_rht_any(x, params.rht_mask, row ? amax : nullptr, amax_cw, nonfinite_counts, s, sm_count);
+  } else {
+    amax_any(x, params.row_scaled, amax, nullptr, nonfinite_counts, s, sm_count);
+  }
   CastArgs args{};
   args.x = x.data;
   args.rows = x.rows;
@@ -900,6 +1152,8 @@ void launch_quantize(const SourceMatrix& x, const QuantParams& params, const Par
   args.rw = rowwise;
   args.cw = columnwise;
   args.amax = amax;
+  args.amax_cw = amax_cw;
+  args.rht = rht_signs(params.rht_mask, x.dtype);
   args.sr_seed = params.sr_seed;
   args.sr_offset = params.sr_offset;
   switch (x.dtype) {
@@ -908,6 +1162,48 @@ void launch_quantize(const SourceMatrix& x, const QuantParams& params, const Par
     case DType::kBF16: return run_cast<__nv_bfloat16>(args, params, tile_rows, stages, sm_count, device, s);
     default: detail::fail(ErrorCode::kInternal, detail::cat("cast kernel: unexpected dtype ", dtype_name(x.dtype)));
   }
+}
+
+void launch_quantize_rht_unfused(const SourceMatrix& x, const QuantParams& params, const PartPointers& rowwise,
+                                 const PartPointers& columnwise, uint32_t* nonfinite_counts, int tile_rows, int stages,
+                                 int sm_count, int device, void* stream) {
+  DeviceGuard guard(device);
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  const bool row = has_rowwise(params.direction);
+  const RhtWalk w = rht_walk(x, params.rht_mask);
+  // The transformed x, [ceil(R/16)*16, C] dense in x's dtype, then the columnwise cast's own
+  // counts (x's are what the call reports): stream-ordered memory, freed after the cast.
+  const int64_t padded_rows = w.groups * 16;
+  const int64_t t_bytes = (padded_rows * x.cols * static_cast<int64_t>(dtype_size(x.dtype)) + 15) / 16 * 16;
+  void* buffer = nullptr;
+  FP4KIT_CUDA_CHECK(cudaMallocAsync(&buffer, static_cast<size_t>(t_bytes + 16), s),
+                    detail::cat("quantize (unfused RHT): the transformed tensor, ", t_bytes, " B"));
+  uint32_t* t_counts = reinterpret_cast<uint32_t*>(static_cast<unsigned char*>(buffer) + t_bytes);
+  QuantParams plain = params;
+  plain.rht = false;
+  if (row) {  // the rowwise part is the plain cast of x; its amax pass counts x's NaN and Inf
+    plain.direction = Direction::kRowwise;
+    launch_quantize(x, plain, rowwise, PartPointers{}, nonfinite_counts, tile_rows, stages, sm_count, device, stream);
+  } else {
+    FP4KIT_CUDA_CHECK(cudaMemsetAsync(nonfinite_counts, 0, 2 * sizeof(uint32_t), s), "quantize (unfused RHT)");
+  }
+  if (w.groups > 0 && w.words > 0) {
+    const unsigned grid = rht_grid(w, sm_count);
+    uint32_t* counts = row ? nullptr : nonfinite_counts;
+    switch (x.dtype) {
+      case DType::kF32: rht_rows_kernel<float><<<grid, kAmaxThreads, 0, s>>>(w, static_cast<float*>(buffer), counts); break;
+      case DType::kF16: rht_rows_kernel<__half><<<grid, kAmaxThreads, 0, s>>>(w, static_cast<__half*>(buffer), counts); break;
+      case DType::kBF16:
+        rht_rows_kernel<__nv_bfloat16><<<grid, kAmaxThreads, 0, s>>>(w, static_cast<__nv_bfloat16*>(buffer), counts);
+        break;
+      default: detail::fail(ErrorCode::kInternal, detail::cat("RHT kernel: unexpected dtype ", dtype_name(x.dtype)));
+    }
+    FP4KIT_CUDA_CHECK(cudaGetLastError(), detail::cat("RHT kernel, ", dtype_name(x.dtype), " [", x.rows, ", ", x.cols, "]"));
+  }
+  plain.direction = Direction::kColumnwise;
+  const SourceMatrix t{buffer, x.dtype, padded_rows, x.cols, x.cols};
+  launch_quantize(t, plain, PartPointers{}, columnwise, t_counts, tile_rows, stages, sm_count, device, stream);
+  FP4KIT_CUDA_CHECK(cudaFreeAsync(buffer, s), "quantize (unfused RHT): the transformed tensor");
 }
 
 void launch_dequantize(const PartPointers& part, bool row_scaled, int64_t rows, int64_t out_cols, void* out,
