@@ -1,7 +1,8 @@
-// `fp4kit bench quantize`, run as a process (FP4KIT_CLI_PATH): without a CUDA GPU (or without CUDA
-// backends) it must fail cleanly (exit 1, the reason and the hint on stderr, nothing on stdout);
-// malformed options are usage errors (exit 2); on a GPU machine its JSON must carry every field,
-// with bytes, ratios, verdicts and the selected kernels that the library computes in-process.
+// `fp4kit bench quantize` and `fp4kit bench rht`, run as a process (FP4KIT_CLI_PATH): without a CUDA
+// GPU (or without CUDA backends) each must fail cleanly (exit 1, the reason and the hint on stderr,
+// nothing on stdout); malformed options are usage errors (exit 2); on a GPU machine the JSON of
+// `bench quantize` must carry every field, with bytes, ratios, verdicts and the selected kernels
+// that the library computes in-process.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -32,47 +33,68 @@ TEST(CliBench, HelpExitsZero) {
   const CliRun bench = run_cli("bench --help");
   EXPECT_EQ(bench.status, 0) << bench.err;
   EXPECT_TRUE(contains(bench.out, "quantize"));
+  EXPECT_TRUE(contains(bench.out, "rht"));
 
-  const CliRun quantize = run_cli("bench quantize --help");
-  EXPECT_EQ(quantize.status, 0) << quantize.err;
-  for (const char* option : {"--json", "--iters", "--shapes"}) EXPECT_TRUE(contains(quantize.out, option));
+  for (const char* sub : {"quantize", "rht"}) {
+    SCOPED_TRACE(sub);
+    const CliRun help = run_cli(std::string("bench ") + sub + " --help");
+    EXPECT_EQ(help.status, 0) << help.err;
+    for (const char* option : {"--json", "--iters", "--shapes"}) EXPECT_TRUE(contains(help.out, option));
+  }
+}
+
+// The help of `bench rht` states each mode's target, the budget and the forced variant.
+TEST(CliBench, RhtHelpNamesModesAndTargets) {
+  const CliRun r = run_cli("bench rht --help");
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* piece : {"fused, under the device's full shared-memory budget (target 0.75 of copy bandwidth)",
+                            "fused @101376 B", "101376-byte budget", "(0.65)", "sm80_rht_unfused_b16",
+                            "no target", "input read twice", "outputs written once"}) {
+    EXPECT_TRUE(contains(r.out, piece)) << piece;
+  }
 }
 
 TEST(CliBench, MalformedOptionsAreUsageErrors) {
   struct Case {
-    const char* args;
+    const char* options;
     const char* message;  // a piece stderr must contain
   };
   const Case cases[] = {
-      {"bench quantize --shapes 12x", "'12x' is not RxC"},
-      {"bench quantize --shapes x4096", "'x4096' is not RxC"},
-      {"bench quantize --shapes 0x4096", "'0x4096' is not RxC"},
-      {"bench quantize --shapes 64x-16", "'64x-16' is not RxC"},
-      {"bench quantize --shapes 4096x4096,", "'' is not RxC"},
-      {"bench quantize --shapes 4096x100", "100 is not a multiple of 16"},
-      {"bench quantize --iters 5", "--iters"},
-      {"bench quantize --iters many", "--iters"},
-      {"bench quantize --frobnicate", "frobnicate"},
-      {"bench", "subcommand"},
+      {"--shapes 12x", "'12x' is not RxC"},
+      {"--shapes x4096", "'x4096' is not RxC"},
+      {"--shapes 0x4096", "'0x4096' is not RxC"},
+      {"--shapes 64x-16", "'64x-16' is not RxC"},
+      {"--shapes 4096x4096,", "'' is not RxC"},
+      {"--shapes 4096x100", "100 is not a multiple of 16"},
+      {"--iters 5", "--iters"},
+      {"--iters many", "--iters"},
+      {"--frobnicate", "frobnicate"},
   };
-  for (const Case& c : cases) {
-    SCOPED_TRACE(c.args);
-    const CliRun r = run_cli(c.args);
+  const auto expect_usage_error = [](const std::string& args, const char* message) {
+    SCOPED_TRACE(args);
+    const CliRun r = run_cli(args);
     EXPECT_EQ(r.status, 2) << r.err;
-    EXPECT_TRUE(contains(r.err, c.message));
+    EXPECT_TRUE(contains(r.err, message));
     EXPECT_EQ(r.out, "");
+  };
+  for (const char* sub : {"quantize", "rht"}) {
+    for (const Case& c : cases) expect_usage_error(std::string("bench ") + sub + " " + c.options, c.message);
   }
+  expect_usage_error("bench", "subcommand");
 }
 
 TEST(CliBench, NeedsCudaGpu) {
   if (cuda_device_count() > 0) GTEST_SKIP() << "a CUDA GPU is visible: CliBench.JsonOnGpu runs the benchmark instead";
-  for (const char* args : {"bench quantize", "bench quantize --json", "bench quantize --shapes 256x256 --iters 20"}) {
-    SCOPED_TRACE(args);
-    const CliRun r = run_cli(args);
-    EXPECT_EQ(r.status, 1) << r.err;
-    EXPECT_TRUE(contains(r.err, "fp4kit: error: bench quantize: the benchmark needs a CUDA GPU"));
-    EXPECT_TRUE(contains(r.err, "hint: run scripts/gpu-check.sh on a GPU machine"));
-    EXPECT_EQ(r.out, "") << "a failed benchmark must print no report";
+  for (const char* sub : {"quantize", "rht"}) {
+    for (const char* options : {"", " --json", " --shapes 256x256 --iters 20"}) {
+      const std::string args = std::string("bench ") + sub + options;
+      SCOPED_TRACE(args);
+      const CliRun r = run_cli(args);
+      EXPECT_EQ(r.status, 1) << r.err;
+      EXPECT_TRUE(contains(r.err, std::string("fp4kit: error: bench ") + sub + ": the benchmark needs a CUDA GPU"));
+      EXPECT_TRUE(contains(r.err, "hint: run scripts/gpu-check.sh on a GPU machine"));
+      EXPECT_EQ(r.out, "") << "a failed benchmark must print no report";
+    }
   }
 }
 
