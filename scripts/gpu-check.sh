@@ -36,18 +36,23 @@ step configure cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DFP4KIT_
 built=$?
 if [ $built -eq 0 ] && [ "${GPU_CHECK_ONLY:-}" = bench ]; then
   step bench sh -c '"$0" bench quantize --json >"$1"' "$build/fp4kit" "$out/bench.json"
+  step bench_rht sh -c '"$0" bench rht --json >"$1"' "$build/fp4kit" "$out/bench_rht.json"
 elif [ $built -eq 0 ]; then
   step ctest ctest --test-dir "$build" --output-on-failure --output-junit "$out/ctest.xml"
-  # The sanitizers slow kernels 10-100x: run them on every kernel and mode at the small shapes.
+  # The sanitizers slow kernels 10-100x: run them on every kernel and mode at the small shapes (the
+  # RHT's too: GpuRhtShape runs the fused cast and the unfused fallback, under every budget).
   sanitized='DeviceCodecs.*:DeviceInfoOnGpu.*:GpuTest.*:*GpuQuantizeShape*/1x16:*GpuQuantizeShape*/17x32:*GpuQuantizeShape*/128x128'
+  sanitized+=':*GpuRhtShape*/1x16:*GpuRhtShape*/17x32:*GpuRhtShape*/128x128'
   step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 "$build/tests/fp4kit_gpu_tests" --gtest_filter="$sanitized"
   step racecheck compute-sanitizer --tool racecheck --error-exitcode 1 "$build/tests/fp4kit_gpu_tests" \
-    --gtest_filter="*GpuQuantizeShape*/17x32:GpuTest.*"
+    --gtest_filter="*GpuQuantizeShape*/17x32:*GpuRhtShape*/17x32:GpuTest.*"
   step demo "$build/fp4kit" demo --json
   step info "$build/fp4kit" info --json
-  # The quantization benchmark: its JSON (stdout) to bench.json, its progress lines (stderr) to
-  # bench.log. A missed target still exits 0; a result that differs from the CPU reference exits 1.
+  # The quantization benchmarks: each one's JSON (stdout) to bench.json / bench_rht.json, its
+  # progress lines (stderr) to its log. A missed target still exits 0; a result that differs from
+  # the CPU reference exits 1.
   step bench sh -c '"$0" bench quantize --json >"$1"' "$build/fp4kit" "$out/bench.json"
+  step bench_rht sh -c '"$0" bench rht --json >"$1"' "$build/fp4kit" "$out/bench_rht.json"
 fi
 
 python3 - "$out" <<'PY'
@@ -80,16 +85,18 @@ if info.exists():
         report["info_device"] = json.loads(info.read_text())["device"]
     except Exception as e:
         report["info_error"] = str(e)
-bench = out / "bench.json"  # kept beside report.json
-if bench.exists():
-    try:
-        report["bench"] = json.loads(bench.read_text())
-    except Exception as e:
-        report["bench_error"] = f"{e} (see bench in logs.txt)"
+benches = {"bench": "bench", "bench_rht": "bench rht"}  # step (and report key) -> title of its lines
+for key in benches:
+    bench = out / f"{key}.json"  # kept beside report.json
+    if bench.exists():
+        try:
+            report[key] = json.loads(bench.read_text())
+        except Exception as e:
+            report[f"{key}_error"] = f"{e} (see {key} in logs.txt)"
 report["ok"] = all(s["exit"] == 0 for s in report["steps"].values())
 (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-# The device tool returns at most 8 files: keep report.json, info.json, bench.json, ctest.xml,
-# device.txt and one logs.txt holding every step's log.
+# The device tool returns at most 8 files: keep report.json, info.json, bench.json, bench_rht.json,
+# ctest.xml, device.txt and one logs.txt holding every step's log (7).
 if info.exists():
     info.rename(out / "info.json")
 with open(out / "logs.txt", "w") as logs:
@@ -99,12 +106,16 @@ with open(out / "logs.txt", "w") as logs:
             logs.write(f"===== {name} (exit {report['steps'][name]['exit']}) =====\n{log.read_text()}\n")
             log.unlink()
 (out / "steps.txt").unlink()
-print(json.dumps({k: v for k, v in report.items() if k not in ("info_device", "bench")}, indent=2))
-if "bench" in report:  # one line per measurement: the reply carries only the end of the output
-    b = report["bench"]
-    print(f"bench: {b['device']['name']}, copy {b['copy_gbps']:.1f} GB/s")
+print(json.dumps({k: v for k, v in report.items() if k not in ("info_device", *benches)}, indent=2))
+for key, title in benches.items():  # one line per measurement: the reply carries only the end of the output
+    if key not in report:
+        continue
+    b = report[key]
+    print(f"{title}: {b['device']['name']}, copy {b['copy_gbps']:.1f} GB/s")
     for r in b["results"]:
+        # A measurement without a target (bench rht's unfused fallback) is reported, not judged.
+        target = "no target" if r.get("target") is None else \
+            f"target {r['target']:.2f} {'PASS' if r['meets_target'] else 'FAIL'}"
         print(f"  {r['shape'][0]}x{r['shape'][1]:<6} {r['mode']:<23} {r['median_us']:9.1f} us {r['gbps']:8.1f} GB/s "
-              f"{r['ratio']:.3f} of copy (target {r['target']:.2f} {'PASS' if r['meets_target'] else 'FAIL'}) "
-              f"{r['verified']} {r['kernel']}")
+              f"{r['ratio']:.3f} of copy ({target}) {r['verified']} {r['kernel']}")
 PY

@@ -1,5 +1,5 @@
 // The CUDA amax, quantize and dequantize kernels give exactly the CPU reference's bytes
-// (docs/NUMERICS.md §2-§4, §6, §8, §9) on every dtype, mode, shape and shared-memory budget.
+// (docs/NUMERICS.md §2-§6, §8, §9) on every dtype, mode, shape and shared-memory budget.
 //
 // Each case runs one host input twice: through the CPU reference (Target::cpu()) and through the GPU
 // (Target::cuda) into device memory poisoned with 0xA5, and compares data, scales, amax bits and
@@ -9,7 +9,8 @@
 //
 // The CPU reference is the slow side (tens of ns per element and direction, one thread per call),
 // so the reference calls of a batch run on all host cores and the large shapes run fewer modes.
-// The RHT is not covered: its kernels are a later issue.
+// The RHT (QuantParams::rht, §5) has its own suites, GpuRht*: the same checks, plus the variant
+// each budget must select (the fused cast, or the unfused fallback where no fused tile fits).
 // Label `gpu`: skipped, with the reason, where no CUDA device is present.
 #include <gtest/gtest.h>
 
@@ -333,6 +334,7 @@ enum class Pattern : uint8_t {
   kTiny,             // FP32/BF16 subnormal inputs (F16: its subnormals): S_enc clamped to FLT_MAX
   kNonFinite,        // NaN (several payloads) and +-Inf in some blocks
   kMixed,            // normals with a few of everything above: the large-shape input
+  kHugeColumns,      // 16-row runs of dtype-max values: the RHT overflows from finite inputs
 };
 
 const char* pattern_name(Pattern p) {
@@ -347,6 +349,7 @@ const char* pattern_name(Pattern p) {
     case Pattern::kTiny: return "tiny";
     case Pattern::kNonFinite: return "nonfinite";
     case Pattern::kMixed: return "mixed";
+    case Pattern::kHugeColumns: return "huge_columns";
   }
   return "?";
 }
@@ -355,6 +358,11 @@ constexpr Pattern kAllPatterns[] = {Pattern::kNormal, Pattern::kTies,          P
                                     Pattern::kSubnormalScales, Pattern::kZeros, Pattern::kNegativeZeros,
                                     Pattern::kHuge,   Pattern::kTiny,          Pattern::kNonFinite,
                                     Pattern::kMixed};
+// The RHT's patterns: all of the above, and the one that makes the transform itself overflow.
+constexpr Pattern kRhtPatterns[] = {Pattern::kNormal, Pattern::kTies,          Pattern::kSaturatedScales,
+                                    Pattern::kSubnormalScales, Pattern::kZeros, Pattern::kNegativeZeros,
+                                    Pattern::kHuge,   Pattern::kTiny,          Pattern::kNonFinite,
+                                    Pattern::kMixed,  Pattern::kHugeColumns};
 constexpr DType kDtypes[] = {DType::kF32, DType::kF16, DType::kBF16};
 
 // splitmix64: a stateless hash for picking tiles, positions and values.
@@ -527,6 +535,28 @@ HostMatrix make_input(int64_t R, int64_t C, DType dt, Pattern pat, uint64_t seed
         }
       });
       break;
+    case Pattern::kHugeColumns:
+      // In the first tile and a third of the others, one column's 16 rows (one RHT group, NUMERICS
+      // §5) hold +-dtype max, signed all +, as the default mask's s_i (then w_i = s_i v_i is all + for
+      // that mask), alternating, or at random. The transform sums them: FP32 overflows to +-Inf (F32,
+      // BF16), the rounding to F16 overflows (|y| up to 4 * 65504), and a later butterfly's Inf - Inf
+      // gives NaN, all from finite inputs; the reference defines the bytes (such blocks are marked
+      // non-finite, §9) and counts nothing (the counts are over x).
+      for_tiles([&](int64_t tr, int64_t tc, uint64_t h) {
+        if (h % 3 != 0 && (tr != 0 || tc != 0)) return;
+        const int64_t c = std::min(C - 1, tc * 16 + static_cast<int64_t>((h >> 8) % 16));
+        for (int64_t r = tr * 16; r < std::min(R, tr * 16 + 16); ++r) {
+          bool negative = false;
+          switch ((h >> 4) % 4) {
+            case 0: break;
+            case 1: negative = ((kDefaultRhtMask >> (r % 16)) & 1) != 0; break;  // s_i = -1 where bit i is set
+            case 2: negative = (r & 1) != 0; break;
+            default: negative = (mix(h + static_cast<uint64_t>(r)) & 1) != 0; break;
+          }
+          at(r, c) = negative ? -dtype_max(dt) : dtype_max(dt);
+        }
+      });
+      break;
   }
   HostMatrix x(R, C, v, dt);
   for (size_t k = 0; k < nans.size(); ++k) set_bits(x, nans[k], nan_bits(dt, k));
@@ -576,6 +606,30 @@ std::vector<Mode> all_modes() {
   return modes;
 }
 
+// The RHT on the columnwise output (NUMERICS §5): 1D blocks, as the RHT requires.
+QuantParams rht_params(Direction d, Rounding r, uint16_t mask = kDefaultRhtMask) {
+  QuantParams p = make_params(d, BlockScaling::k1D, r);
+  p.rht = true;
+  p.rht_mask = mask;
+  return p;
+}
+
+// Every RHT mode: {both, columnwise} x {RNE, SR} x {the default mask 0xD7E8, mask 0 (the plain
+// Hadamard transform)}.
+std::vector<Mode> rht_modes() {
+  static constexpr const char* kNames[2][2][2] = {
+      {{"both rht rne", "columnwise rht rne"}, {"both rht sr", "columnwise rht sr"}},
+      {{"both rht mask0 rne", "columnwise rht mask0 rne"}, {"both rht mask0 sr", "columnwise rht mask0 sr"}}};
+  static constexpr uint16_t kMasks[2] = {kDefaultRhtMask, 0};
+  static constexpr Direction kDirections[2] = {Direction::kBoth, Direction::kColumnwise};
+  std::vector<Mode> modes;
+  for (int m = 0; m < 2; ++m)
+    for (int r = 0; r < 2; ++r)
+      for (int d = 0; d < 2; ++d)
+        modes.push_back({kNames[m][r][d], rht_params(kDirections[d], static_cast<Rounding>(r), kMasks[m])});
+  return modes;
+}
+
 Problem quantize_problem(int64_t rows, int64_t cols, DType dt, const QuantParams& p) {
   Problem pr;
   pr.op = OpKind::kQuantize;
@@ -586,6 +640,17 @@ Problem quantize_problem(int64_t rows, int64_t cols, DType dt, const QuantParams
   return pr;
 }
 
+struct Shape {
+  int64_t rows, cols;
+};
+std::string shape_name(const testing::TestParamInfo<Shape>& info) {
+  return std::to_string(info.param.rows) + "x" + std::to_string(info.param.cols);
+}
+std::string label_of(DType dt, int64_t R, int64_t C, Pattern pat, const char* mode) {
+  return std::string(dtype_name(dt)) + " " + std::to_string(R) + "x" + std::to_string(C) + " " + pattern_name(pat) +
+         " " + mode;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Budgets and the fixture
 // ---------------------------------------------------------------------------------------------
@@ -593,10 +658,17 @@ Problem quantize_problem(int64_t rows, int64_t cols, DType dt, const QuantParams
 struct Budget {
   const char* name;
   std::optional<int64_t> cap;
+  const char* rht_variant;  // the start of the name of the variant an RHT quantization must select
 };
 // No cap and 101376 B select the cast's 64-row tiles with three buffers, 65536 B its 32-row tiles
 // with three, and 49152 B (the default without the opt-in) its 32-row tiles with two.
-const Budget kBudgets[] = {{"no cap", std::nullopt}, {"101376", 101376}, {"65536", 65536}, {"49152", 49152}};
+// With the RHT: no cap, 101376 B and 65536 B select the fused cast (its 128-, 64- and 32-row tiles
+// need 202240, 101376 and 50944 B); 49152 B fits none of them, so selection must fall back to the
+// unfused transform + cast (34560 B with two buffers).
+const Budget kBudgets[] = {{"no cap", std::nullopt, "sm80_quantize_rht"},
+                           {"101376", 101376, "sm80_quantize_rht"},
+                           {"65536", 65536, "sm80_quantize_rht"},
+                           {"49152", 49152, "sm80_rht_unfused"}};
 constexpr size_t kNumBudgets = std::size(kBudgets);
 
 enum class Verbosity : uint8_t { kQuiet, kSummary, kExplain };
@@ -662,9 +734,11 @@ class GpuTest : public testing::Test {
     poison(q.nonfinite_counts().data, q.nonfinite_counts().nbytes());
   }
 
-  // Selection of `problem` under budget i: feasible, a CUDA variant, within the budget. Sets `line`
-  // to "variant [config] smem" and, for kExplain, prints fp4kit::explain.
-  testing::AssertionResult selection_fits(const Problem& problem, size_t i, Verbosity verbosity, std::string* line) {
+  // Selection of `problem` under budget i: feasible, a CUDA variant, within the budget, and (when
+  // `variant_prefix` is given) a variant whose name starts with it. Sets `line` to
+  // "variant [config] smem" and, for kExplain, prints fp4kit::explain.
+  testing::AssertionResult selection_fits(const Problem& problem, size_t i, Verbosity verbosity, std::string* line,
+                                          const char* variant_prefix = nullptr) {
     Context& ctx = *contexts_[i];
     const DeviceInfo& device = ctx.device(kGpu);
     const Selection s = ctx.select(problem, device);
@@ -681,6 +755,10 @@ class GpuTest : public testing::Test {
     if (kBudgets[i].cap && s.smem_budget > *kBudgets[i].cap) {
       return testing::AssertionFailure() << "the selection's budget " << s.smem_budget << " B ignores the cap "
                                          << *kBudgets[i].cap << " B:\n" << text;
+    }
+    if (variant_prefix && s.variant->name.rfind(variant_prefix, 0) != 0) {
+      return testing::AssertionFailure() << "selected " << s.variant->name << " [" << s.config.name << "] under budget "
+                                         << kBudgets[i].name << ", want a " << variant_prefix << "* variant:\n" << text;
     }
     if (line) *line = s.variant->name + " [" + s.config.name + "] " + std::to_string(s.smem_bytes) + " B";
     return testing::AssertionSuccess();
@@ -708,7 +786,8 @@ class GpuTest : public testing::Test {
     QuantBytes first;
     for (size_t i = 0; i < kNumBudgets; ++i) {
       std::string line;
-      expect(selection_fits(problem, i, c.verbosity, &line), std::string("selection, budget ") + kBudgets[i].name);
+      expect(selection_fits(problem, i, c.verbosity, &line, c.params.rht ? kBudgets[i].rht_variant : nullptr),
+             std::string("selection, budget ") + kBudgets[i].name);
       summary += std::string(i ? "; " : "") + kBudgets[i].name + ": " + line;
       QuantBytes got = quantize_poisoned(*c.xd, c.params, i);
       expect(same_quant(got, ref), std::string("budget ") + kBudgets[i].name);
@@ -761,10 +840,13 @@ class GpuTest : public testing::Test {
     for (size_t k = 0; k < cases.size(); ++k) {
       const QuantCase& c = cases[k];
       if (c.split_reference && c.params.direction == Direction::kBoth) {
-        // NUMERICS §3: without the RHT the directions are independent (same finite amax, the SR
-        // stream is chosen by the direction), so the two halves can run on two cores.
+        // NUMERICS §3, §5, §8: the directions are independent (each its own finite amax, the SR
+        // stream chosen by the direction, the RHT on the columnwise output only, so the rowwise
+        // half of an RHT call is the plain rowwise quantization), so the two halves can run on two
+        // cores.
         QuantParams row = c.params, col = c.params;
         row.direction = Direction::kRowwise;
+        row.rht = false;  // a rowwise-only call with the RHT is an error (nothing to transform)
         col.direction = Direction::kColumnwise;
         slots[k].ref = add(c, row);
         slots[k].col = add(c, col);
@@ -797,20 +879,88 @@ class GpuTest : public testing::Test {
               << std::defaultfloat;
   }
 
+  // One batch per input pattern on x[R, C]: every dtype (a pattern's inputs share their base values)
+  // x every mode. `after`, when given, then checks more on each dtype's input of the pattern.
+  using InputCheck = std::function<void(const HostMatrix&, const GpuMatrix&, Pattern)>;
+  void run_pattern_batches(int64_t R, int64_t C, const std::vector<Pattern>& patterns, const std::vector<Mode>& modes,
+                           uint64_t seed_base, const InputCheck& after = {}) {
+    const bool medium = R * C > (1 << 16);
+    for (Pattern pat : patterns) {
+      std::vector<HostMatrix> xs;
+      std::vector<GpuMatrix> xds;
+      xs.reserve(std::size(kDtypes));
+      xds.reserve(std::size(kDtypes));
+      const uint64_t seed = seed_base + static_cast<uint64_t>(pat);
+      const std::vector<float> base = base_values(R, C, seed);
+      for (DType dt : kDtypes) {
+        xs.push_back(make_input(R, C, dt, pat, seed, base));
+        xds.push_back(upload(xs.back()));
+      }
+      std::vector<QuantCase> cases;
+      for (size_t d = 0; d < xs.size(); ++d) {
+        for (const Mode& m : modes) {
+          QuantCase c;
+          c.label = label_of(xs[d].dtype, R, C, pat, m.name);
+          c.x = &xs[d];
+          c.xd = &xds[d];
+          c.params = m.params;
+          c.sr_offset_reference = pat == Pattern::kNormal;
+          c.sr_offset_changes = pat == Pattern::kNormal && R * C >= 4096;
+          c.verbosity = medium && pat == Pattern::kNormal ? Verbosity::kSummary : Verbosity::kQuiet;
+          cases.push_back(std::move(c));
+        }
+      }
+      run_quantize_batch(cases, (std::to_string(R) + "x" + std::to_string(C) + " " + pattern_name(pat)).c_str());
+      if (HasFatalFailure()) return;
+      if (after) {
+        for (size_t d = 0; d < xs.size(); ++d) after(xs[d], xds[d], pat);
+      }
+    }
+  }
+
+  // The large shapes: one Pattern::kMixed input per dtype the entries use (from one set of base
+  // values), each entry a case whose reference runs as two one-direction calls on two cores, its
+  // selection explained under every budget.
+  struct LargeEntry {
+    const char* name;
+    DType dtype;
+    QuantParams params;
+  };
+  void run_large_batch(int64_t R, int64_t C, const std::vector<LargeEntry>& entries, uint64_t seed) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<DType> dtypes;
+    for (const LargeEntry& e : entries) {
+      if (std::find(dtypes.begin(), dtypes.end(), e.dtype) == dtypes.end()) dtypes.push_back(e.dtype);
+    }
+    std::vector<HostMatrix> xs;
+    std::vector<GpuMatrix> xds;
+    xs.reserve(dtypes.size());
+    xds.reserve(dtypes.size());
+    {  // the base values (R*C floats) are freed before the references run
+      const std::vector<float> base = base_values(R, C, seed);
+      for (DType dt : dtypes) xs.push_back(make_input(R, C, dt, Pattern::kMixed, seed, base));
+    }
+    for (const HostMatrix& x : xs) xds.push_back(upload(x));
+    std::cout << "inputs " << R << "x" << C << " generated and uploaded in " << seconds_since(t0) << " s\n";
+    std::vector<QuantCase> cases;
+    for (const LargeEntry& e : entries) {
+      const size_t d = static_cast<size_t>(std::find(dtypes.begin(), dtypes.end(), e.dtype) - dtypes.begin());
+      QuantCase c;
+      c.x = &xs[d];
+      c.xd = &xds[d];
+      c.label = label_of(e.dtype, R, C, Pattern::kMixed, e.name);
+      c.params = e.params;
+      c.sr_offset_changes = true;
+      c.split_reference = true;
+      c.verbosity = Verbosity::kExplain;
+      cases.push_back(std::move(c));
+    }
+    run_quantize_batch(cases, (std::to_string(R) + "x" + std::to_string(C) + " mixed").c_str());
+  }
+
   StreamPtr stream_;
   std::vector<std::unique_ptr<Context>> contexts_;
 };
-
-struct Shape {
-  int64_t rows, cols;
-};
-std::string shape_name(const testing::TestParamInfo<Shape>& info) {
-  return std::to_string(info.param.rows) + "x" + std::to_string(info.param.cols);
-}
-std::string label_of(DType dt, int64_t R, int64_t C, Pattern pat, const char* mode) {
-  return std::string(dtype_name(dt)) + " " + std::to_string(R) + "x" + std::to_string(C) + " " + pattern_name(pat) +
-         " " + mode;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Quantization: every mode x dtype x input pattern on the small and medium shapes
@@ -829,35 +979,7 @@ TEST_P(GpuQuantizeShape, EveryModeDtypeAndPatternMatchesTheCpu) {
   } else {
     patterns.assign(std::begin(kAllPatterns), std::end(kAllPatterns));
   }
-  const std::vector<Mode> modes = all_modes();
-  for (Pattern pat : patterns) {
-    std::vector<HostMatrix> xs;
-    std::vector<GpuMatrix> xds;
-    xs.reserve(std::size(kDtypes));
-    xds.reserve(std::size(kDtypes));
-    const uint64_t seed = 1000 + static_cast<uint64_t>(pat);
-    const std::vector<float> base = base_values(R, C, seed);
-    for (DType dt : kDtypes) {
-      xs.push_back(make_input(R, C, dt, pat, seed, base));
-      xds.push_back(upload(xs.back()));
-    }
-    std::vector<QuantCase> cases;
-    for (size_t d = 0; d < xs.size(); ++d) {
-      for (const Mode& m : modes) {
-        QuantCase c;
-        c.label = label_of(xs[d].dtype, R, C, pat, m.name);
-        c.x = &xs[d];
-        c.xd = &xds[d];
-        c.params = m.params;
-        c.sr_offset_reference = pat == Pattern::kNormal;
-        c.sr_offset_changes = pat == Pattern::kNormal && R * C >= 4096;
-        c.verbosity = medium && pat == Pattern::kNormal ? Verbosity::kSummary : Verbosity::kQuiet;
-        cases.push_back(std::move(c));
-      }
-    }
-    run_quantize_batch(cases, (std::to_string(R) + "x" + std::to_string(C) + " " + pattern_name(pat)).c_str());
-    if (HasFatalFailure()) return;
-  }
+  run_pattern_batches(R, C, patterns, all_modes(), 1000);
 }
 
 INSTANTIATE_TEST_SUITE_P(SmallAndMedium, GpuQuantizeShape,
@@ -871,40 +993,15 @@ class GpuQuantizeLarge : public GpuTest, public testing::WithParamInterface<Shap
 
 TEST_P(GpuQuantizeLarge, ProductionModesMatchTheCpu) {
   const auto [R, C] = GetParam();
-  const auto t0 = std::chrono::steady_clock::now();
-  const auto [bf16, f32] = [&] {  // the base values (R*C floats) are freed before the references run
-    const std::vector<float> base = base_values(R, C, 77);
-    return std::pair{make_input(R, C, DType::kBF16, Pattern::kMixed, 77, base),
-                     make_input(R, C, DType::kF32, Pattern::kMixed, 77, base)};
-  }();
-  const GpuMatrix bf16_d = upload(bf16);
-  const GpuMatrix f32_d = upload(f32);
-  std::cout << "inputs " << R << "x" << C << " generated and uploaded in " << seconds_since(t0) << " s\n";
-  struct Entry {
-    const char* name;
-    bool use_f32;
-    QuantParams params;
-  };
-  const Entry entries[] = {
-      {"both 1d rne", false, make_params(Direction::kBoth, BlockScaling::k1D, Rounding::kNearest)},
-      {"both 2d rne", false, make_params(Direction::kBoth, BlockScaling::k2D, Rounding::kNearest)},
-      {"rowwise 1d sr", false, make_params(Direction::kRowwise, BlockScaling::k1D, Rounding::kStochastic)},
-      {"row-scaled", false, make_params(Direction::kRowwise, BlockScaling::k1D, Rounding::kNearest, true)},
-      {"both 1d rne", true, make_params(Direction::kBoth, BlockScaling::k1D, Rounding::kNearest)},
-  };
-  std::vector<QuantCase> cases;
-  for (const Entry& e : entries) {
-    QuantCase c;
-    c.x = e.use_f32 ? &f32 : &bf16;
-    c.xd = e.use_f32 ? &f32_d : &bf16_d;
-    c.label = label_of(c.x->dtype, R, C, Pattern::kMixed, e.name);
-    c.params = e.params;
-    c.sr_offset_changes = true;
-    c.split_reference = true;
-    c.verbosity = Verbosity::kExplain;
-    cases.push_back(std::move(c));
-  }
-  run_quantize_batch(cases, (std::to_string(R) + "x" + std::to_string(C) + " mixed").c_str());
+  run_large_batch(R, C,
+                  {{"both 1d rne", DType::kBF16, make_params(Direction::kBoth, BlockScaling::k1D, Rounding::kNearest)},
+                   {"both 2d rne", DType::kBF16, make_params(Direction::kBoth, BlockScaling::k2D, Rounding::kNearest)},
+                   {"rowwise 1d sr", DType::kBF16,
+                    make_params(Direction::kRowwise, BlockScaling::k1D, Rounding::kStochastic)},
+                   {"row-scaled", DType::kBF16,
+                    make_params(Direction::kRowwise, BlockScaling::k1D, Rounding::kNearest, true)},
+                   {"both 1d rne", DType::kF32, make_params(Direction::kBoth, BlockScaling::k1D, Rounding::kNearest)}},
+                  77);
 }
 
 INSTANTIATE_TEST_SUITE_P(Large, GpuQuantizeLarge,
@@ -1012,6 +1109,86 @@ TEST_F(GpuAmax, PerTensorAndPerRowMatchTheCpuOnEveryDtype) {
     }
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Quantization with the random Hadamard transform (NUMERICS §5): the fused cast, or the unfused
+// fallback under the budgets no fused tile fits (Budget::rht_variant says which budget selects which)
+// ---------------------------------------------------------------------------------------------
+
+// The amax and non-finite counts an RHT quantization must report, from the CPU amax and hadamard
+// operations rather than from quantize: the rowwise amax is the finite amax of x; the columnwise
+// amax that of RHT(x^T) as rounded to x's dtype (the post-transform amax: values the transform
+// overflowed to Inf are left out); the counts are x's own (a NaN spreads to its 16 transformed
+// values but is counted once, and an Inf the transform made from finite values is not counted).
+struct RhtStats {
+  std::array<uint32_t, 2> counts{};  // {NaN count, Inf count}
+  std::vector<uint32_t> rowwise_amax, columnwise_amax;  // FP32 bits, [1]
+};
+
+RhtStats cpu_rht_stats(const HostMatrix& x, uint16_t mask) {
+  HostMatrix y(x.cols, (x.rows + 15) / 16 * 16, x.dtype);  // x^T, zero-padded along R, transformed
+  hadamard(host_view(x), y.view(), mask, /*transpose=*/true, Target::cpu());
+  const AmaxBytes source = cpu_amax(x, false);
+  return {source.counts, source.finite, cpu_amax(y, false).finite};
+}
+
+class GpuRhtShape : public GpuTest, public testing::WithParamInterface<Shape> {
+ protected:
+  // The GPU's both-directions RNE quantization of x with each mask, under every budget, against
+  // cpu_rht_stats.
+  void check_stats(const HostMatrix& x, const GpuMatrix& xd, Pattern pat) {
+    for (const uint16_t mask : {kDefaultRhtMask, uint16_t{0}}) {
+      const std::string label = label_of(x.dtype, x.rows, x.cols, pat, mask ? "both rht rne" : "both rht mask0 rne");
+      guarded(label, [&] {
+        const RhtStats want = cpu_rht_stats(x, mask);
+        for (size_t i = 0; i < kNumBudgets; ++i) {
+          const QuantBytes got = quantize_poisoned(xd, rht_params(Direction::kBoth, Rounding::kNearest, mask), i);
+          const std::string where = label + ", budget " + kBudgets[i].name;
+          EXPECT_EQ(got.counts, want.counts) << where << ": {NaN, Inf} counts, want those of x";
+          EXPECT_TRUE(same_elements("rowwise amax bits", got.rowwise.amax, want.rowwise_amax, 1, "value"))
+              << where << ": want the finite amax of x";
+          EXPECT_TRUE(same_elements("columnwise amax bits", got.columnwise.amax, want.columnwise_amax, 1, "value"))
+              << where << ": want the finite amax of RHT(x^T) rounded to " << dtype_name(x.dtype);
+        }
+        return true;
+      });
+    }
+  }
+};
+
+TEST_P(GpuRhtShape, EveryRhtModeDtypeAndPatternMatchesTheCpu) {
+  const auto [R, C] = GetParam();
+  const bool medium = R * C > (1 << 16);
+  // As in GpuQuantizeShape, plus the pattern whose transform overflows from finite values.
+  std::vector<Pattern> patterns;
+  if (medium) {
+    patterns = {Pattern::kNormal,    Pattern::kTies,  Pattern::kSubnormalScales,
+                Pattern::kNonFinite, Pattern::kMixed, Pattern::kHugeColumns};
+  } else {
+    patterns.assign(std::begin(kRhtPatterns), std::end(kRhtPatterns));
+  }
+  run_pattern_batches(R, C, patterns, rht_modes(), 2000,
+                      [this](const HostMatrix& x, const GpuMatrix& xd, Pattern pat) { check_stats(x, xd, pat); });
+}
+
+// 17 and 1000 rows: a partial last group of 16, zero-padded before the transform.
+INSTANTIATE_TEST_SUITE_P(SmallAndMedium, GpuRhtShape,
+                         testing::Values(Shape{1, 16}, Shape{17, 32}, Shape{128, 128}, Shape{1000, 4096}), shape_name);
+
+class GpuRhtLarge : public GpuTest, public testing::WithParamInterface<Shape> {};
+
+TEST_P(GpuRhtLarge, ProductionRhtModesMatchTheCpu) {
+  const auto [R, C] = GetParam();
+  // The recipe's wgrad operands only, to bound the CPU reference: one both-directions call takes
+  // ~18 s at 14336x16384 on a Xeon core (~5 s rowwise, ~11 s columnwise: the split reference runs
+  // both halves of both cases at once, ~11 s on 4 cores).
+  run_large_batch(R, C,
+                  {{"both rht rne", DType::kBF16, rht_params(Direction::kBoth, Rounding::kNearest)},
+                   {"both rht sr", DType::kBF16, rht_params(Direction::kBoth, Rounding::kStochastic)}},
+                  77);
+}
+
+INSTANTIATE_TEST_SUITE_P(Large, GpuRhtLarge, testing::Values(Shape{8192, 8192}, Shape{14336, 16384}), shape_name);
 
 // ---------------------------------------------------------------------------------------------
 // Dequantization
@@ -1160,6 +1337,8 @@ TEST_F(GpuTest, UnalignedOrStridedInputsGiveTheReferenceOrAClearError) {
   const QuantParams both2d = make_params(Direction::kBoth, BlockScaling::k2D, Rounding::kNearest);
   const QuantParams col = make_params(Direction::kColumnwise, BlockScaling::k1D, Rounding::kNearest);
   const QuantParams col_sr = make_params(Direction::kColumnwise, BlockScaling::k1D, Rounding::kStochastic);
+  const QuantParams both_rht = rht_params(Direction::kBoth, Rounding::kNearest);
+  const QuantParams col_rht_sr = rht_params(Direction::kColumnwise, Rounding::kStochastic);
   const LayoutCase cases[] = {
       {"bf16 base + 2 bytes, rowwise", 64, 256, DType::kBF16, 2, -1, row},
       {"bf16 base + 2 bytes, both", 64, 256, DType::kBF16, 2, -1, both},
@@ -1169,6 +1348,9 @@ TEST_F(GpuTest, UnalignedOrStridedInputsGiveTheReferenceOrAClearError) {
       {"f16 padded row stride 272, both", 64, 256, DType::kF16, 0, 272, both},
       {"f32 columnwise-only, cols 40 (not a multiple of 16)", 33, 40, DType::kF32, 0, -1, col},
       {"bf16 columnwise-only sr, 5x7", 5, 7, DType::kBF16, 0, -1, col_sr},
+      {"bf16 base + 2 bytes, both rht", 64, 256, DType::kBF16, 2, -1, both_rht},
+      {"f16 padded row stride 272, both rht", 64, 256, DType::kF16, 0, 272, both_rht},
+      {"f32 columnwise-only rht sr, cols 40 (not a multiple of 16)", 33, 40, DType::kF32, 0, -1, col_rht_sr},
   };
   for (const LayoutCase& lc : cases) {
     const HostMatrix dense = make_input(lc.rows, lc.cols, lc.dtype, Pattern::kNonFinite, 31);
