@@ -22,23 +22,13 @@ constexpr int kMaxKnownCc = 121;
 
 bool is_float_input(DType d) { return d == DType::kF32 || d == DType::kF16 || d == DType::kBF16; }
 
-// The 16-byte vector loads need a 16-byte aligned base, rows that start on 16 bytes, and whole
-// 16-byte chunks per row.
-std::string vector_rule(const Problem& p) {
+// Loads of `bytes` bytes (16: the casts' vectors; 4: the unfused RHT transform's words) need a
+// base aligned to them, rows that start on them, and whole 16-element blocks per row.
+std::string load_rule(const Problem& p, int64_t bytes) {
   const int64_t elem = static_cast<int64_t>(dtype_size(p.in_dtype));
   const int64_t stride = p.row_stride ? p.row_stride : p.cols;
-  if (p.alignment < 16) return cat("needs a 16-byte aligned source; this one is aligned to ", p.alignment, " B");
-  if ((stride * elem) % 16 != 0) return cat("needs rows starting on 16 bytes; the row stride is ", stride * elem, " B");
-  if (p.cols % 16 != 0) return cat("needs a column count that is a multiple of 16, got ", p.cols);
-  return {};
-}
-
-// The unfused RHT's transform reads 4-byte words, and its buffer is cast with the vector rule.
-std::string word_rule(const Problem& p) {
-  const int64_t elem = static_cast<int64_t>(dtype_size(p.in_dtype));
-  const int64_t stride = p.row_stride ? p.row_stride : p.cols;
-  if (p.alignment < 4) return cat("needs a 4-byte aligned source; this one is aligned to ", p.alignment, " B");
-  if ((stride * elem) % 4 != 0) return cat("needs rows starting on 4 bytes; the row stride is ", stride * elem, " B");
+  if (p.alignment < bytes) return cat("needs a ", bytes, "-byte aligned source; this one is aligned to ", p.alignment, " B");
+  if ((stride * elem) % bytes != 0) return cat("needs rows starting on ", bytes, " bytes; the row stride is ", stride * elem, " B");
   if (p.cols % 16 != 0) return cat("needs a column count that is a multiple of 16, got ", p.cols);
   return {};
 }
@@ -80,7 +70,9 @@ void register_cuda_variants(Registry& registry) {
   for (const Family family : {Family::kPlain, Family::kRht, Family::kRhtUnfused}) {
     for (int elem : {2, 4}) {
       const char* width = elem == 2 ? "b16" : "f32";
-      const char* name = family == Family::kPlain ? "sm80_quantize_" : (family == Family::kRht ? "sm80_quantize_rht_" : "sm80_rht_unfused_");
+      const char* name = family == Family::kPlain ? "sm80_quantize_"
+                         : family == Family::kRht ? "sm80_quantize_rht_"
+                                                  : "sm80_rht_unfused_";
       KernelVariant q = cuda_variant(
           "", OpKind::kQuantize,
           family == Family::kPlain ? "one-pass NVFP4 cast: cp.async-pipelined shared tiles, a thread per block, both directions"
@@ -102,11 +94,11 @@ void register_cuda_variants(Registry& registry) {
         }
         if (family == Family::kPlain) {
           if (p.params.rht) return "does not apply the RHT (the RHT cast kernels do)";
-          return vector_rule(p);
+          return load_rule(p, 16);
         }
         if (!p.params.rht) return "applies the RHT, which this quantization does not ask for";
-        if (family == Family::kRht || has_rowwise(p.params.direction)) return vector_rule(p);
-        return word_rule(p);
+        if (family == Family::kRht || has_rowwise(p.params.direction)) return load_rule(p, 16);
+        return load_rule(p, 4);
       };
       registry.add(std::move(q));
     }

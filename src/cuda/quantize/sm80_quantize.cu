@@ -277,6 +277,21 @@ struct In<float> {
   static __device__ __forceinline__ uint32_t pack2(float v, float) { return __float_as_uint(v); }
 };
 
+// detail::walsh_hadamard16's butterflies in its order, unrolled for registers.
+__device__ __forceinline__ void butterflies16(float (&v)[16]) {
+#pragma unroll
+  for (int h = 1; h < 16; h <<= 1) {
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      if ((i & h) == 0) {
+        const float p = v[i], q = v[i + h];
+        v[i] = p + q;
+        v[i + h] = p - q;
+      }
+    }
+  }
+}
+
 // The RHT of one column unit in place (NUMERICS §5): the 16 words of a 16-row group (row i in
 // word i, one or two columns each). Every column is transformed in FP32 with the contract's
 // butterflies and rounded back to T (RNE), so that the words read as T again.
@@ -292,17 +307,7 @@ __device__ __forceinline__ void rht_unit(uint32_t (&w)[16], const RhtSigns& sign
   }
 #pragma unroll
   for (int e = 0; e < kCols; ++e) {
-#pragma unroll
-    for (int h = 1; h < 16; h <<= 1) {
-#pragma unroll
-      for (int i = 0; i < 16; ++i) {
-        if ((i & h) == 0) {  // the butterflies of detail::walsh_hadamard16, in its order
-          const float p = v[e][i], q = v[e][i + h];
-          v[e][i] = p + q;
-          v[e][i + h] = p - q;
-        }
-      }
-    }
+    butterflies16(v[e]);
 #pragma unroll
     for (int i = 0; i < 16; ++i) v[e][i] = 0.25f * v[e][i];
   }
@@ -542,21 +547,23 @@ __global__ void __launch_bounds__(cast_threads(kTileRows), kTileRows == 128 ? 1 
     uint8_t* const rw_scales = kRow ? a.rw.scales + r0 * a.rw.scale_stride + (c0 >> 4) : nullptr;
     uint8_t* const cw_data = kCol ? a.cw.data + c0 * a.cw.data_stride + (r0 >> 1) : nullptr;
     uint8_t* const cw_scales = kCol ? a.cw.scales + c0 * a.cw.scale_stride + (r0 >> 4) : nullptr;
-    // Each phase reads all its words first, so that the loads' latencies overlap.
+    // A unit is read (and transformed, with the RHT) and encoded before the next: fewer live
+    // registers (the transform's FP32 values leave none for another unit's words). The 2D pass,
+    // which needs every unit's maxima before its barrier, and plain SR, which spills that way (and
+    // ran 9% slower on the H100), read all their words first.
     constexpr bool kUnits = kCol || k2D;
+    constexpr bool kUnitByUnit = !k2D && (kRht || !kSr);
     uint32_t w[kUnits ? kColUnits : 1][16];
     uint32_t cmax[kUnits ? kColUnits : 1][kColsPerWord];
-    if constexpr (kUnits) {
+    const auto load_unit_words = [&](int j) {
+      const int u = t + j * kCastThreads, grp = u % kGroups, wd = u / kGroups;
+      const uint32_t* src = reinterpret_cast<const uint32_t*>(buf + tile_chunk_offset<kGroups>(16 * grp, wd >> 2)) + (wd & 3);
 #pragma unroll
-      for (int j = 0; j < kColUnits; ++j) {
-        const int u = t + j * kCastThreads, grp = u % kGroups, wd = u / kGroups;
-        const uint32_t* src =
-            reinterpret_cast<const uint32_t*>(buf + tile_chunk_offset<kGroups>(16 * grp, wd >> 2)) + (wd & 3);
+      for (int i = 0; i < 16; ++i) w[j][i] = src[i * kWordsPerRow];
+    };
+    if constexpr (kUnits && !kUnitByUnit) {
 #pragma unroll
-        for (int i = 0; i < 16; ++i) w[j][i] = src[i * kWordsPerRow];
-        // The transform's 16 or 32 FP32 values per unit leave no room to hold the next unit's words.
-        if constexpr (kRht) rht_unit<T>(w[j], a.rht);
-      }
+      for (int j = 0; j < kColUnits; ++j) load_unit_words(j);
 #pragma unroll
       for (int j = 0; j < kColUnits; ++j) unit_maxima(w[j], cmax[j]);
     }
@@ -588,6 +595,11 @@ __global__ void __launch_bounds__(cast_threads(kTileRows), kTileRows == 128 ? 1 
       for (int j = 0; j < kColUnits; ++j) {
         const int u = t + j * kCastThreads, grp = u % kGroups, wd = u / kGroups;
         if (wd * kColsPerWord >= cols_here || 16 * grp >= rows_here) continue;
+        if constexpr (kUnitByUnit) {
+          load_unit_words(j);
+          if constexpr (kRht) rht_unit<T>(w[j], a.rht);
+          unit_maxima(w[j], cmax[j]);
+        }
         const int64_t col = c0 + int64_t{wd} * kColsPerWord;  // the unit's first column
         const int64_t grow = r0 + 16 * grp;                   // its blocks' first row
 #pragma unroll
@@ -726,25 +738,6 @@ __device__ __forceinline__ void load_unit(const RhtWalk& a, int64_t group, uint3
   for (int i = 0; i < 16; ++i) w[i] = r0 + i < a.rows ? __ldg(src + i * word_stride) : 0u;
 }
 
-// The largest finite |element| of a unit's words as FP32 bits.
-template <typename T>
-__device__ __forceinline__ uint32_t finite_max_bits(const uint32_t (&w)[16]) {
-  uint32_t m = 0u;
-#pragma unroll
-  for (int i = 0; i < 16; i += 4) m = max(m, chunk_max_bits<T>(make_uint4(w[i], w[i + 1], w[i + 2], w[i + 3])));
-  if (m < kInfBits) return m;
-  m = 0u;  // some element is NaN or Inf: the slow way
-#pragma unroll
-  for (int i = 0; i < 16; ++i) {
-#pragma unroll
-    for (int e = 0; e < 4 / static_cast<int>(sizeof(T)); ++e) {
-      const uint32_t b = __float_as_uint(In<T>::of_word(w[i], e)) & 0x7FFFFFFFu;
-      if (b < kInfBits) m = max(m, b);
-    }
-  }
-  return m;
-}
-
 // The input's statistics of a unit: finite amax and {NaN, Inf} counts.
 template <typename T>
 __device__ __forceinline__ void add_unit(AmaxAcc& acc, const uint32_t (&w)[16]) {
@@ -781,24 +774,67 @@ __device__ __forceinline__ void reduce_to_global(AmaxAcc acc, uint32_t post, uin
   }
 }
 
+// The largest |v| over the finite butterfly outputs v of one column of a 16-row group (before the
+// 1/4 and the rounding to T: both are monotone, so the amax of the rounded values is the rounding
+// of this maximum), limited to the v whose rounded value is finite (an FP16 one can overflow).
+template <typename T>
+__device__ __forceinline__ float rht_column_max(const uint4 (&raw)[16], int word, int e, const RhtSigns& signs) {
+  float v[16];
+#pragma unroll
+  for (int i = 0; i < 16; ++i) v[i] = In<T>::of_word(word_of(raw[i], word) ^ signs.row_xor[i], e);
+  butterflies16(v);
+  float m = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 16; ++i) m = fmaxf(m, fabsf(v[i]));  // NaN never wins
+  const auto finite_rounded = [](float u) {
+    return (__float_as_uint(In<T>::of_word(In<T>::pack2(0.25f * u, 0.0f), 0)) & 0x7FFFFFFFu) < kInfBits;
+  };
+  if (finite_rounded(m)) return m;
+  m = 0.0f;  // an Inf among the v, or an FP16 overflow: the slow way
+#pragma unroll
+  for (int i = 0; i < 16; ++i) {
+    if (finite_rounded(v[i])) m = fmaxf(m, fabsf(v[i]));
+  }
+  return m;
+}
+
 // One read of x gives the amax before the transform (rowwise part; pre_bits may be null), the amax
-// of the BF16/FP16-rounded transformed values (columnwise part, NUMERICS §5) and the counts.
+// of the rounded transformed values (columnwise part, NUMERICS §5) and x's counts. A CTA's work
+// item is one 16-row group and 256 of its 16-byte column chunks (the fused path's rows are whole
+// chunks), a chunk per thread: 16 loads of 16 bytes in flight, then 8 (or 4) columns transformed.
 template <typename T>
 __global__ void __launch_bounds__(kAmaxThreads) amax_rht_kernel(const RhtWalk a, uint32_t* pre_bits, uint32_t* post_bits,
                                                                uint32_t* counts) {
+  const uint32_t chunks = a.words / 4;
+  const uint32_t items_per_group = (chunks + kAmaxThreads - 1) / kAmaxThreads;
+  const int64_t chunk_stride = a.row_stride * static_cast<int64_t>(sizeof(T)) / 16;
   AmaxAcc acc;
-  uint32_t post = 0u;
-  for (int64_t g = blockIdx.x; g < a.groups; g += gridDim.x) {
-    for (uint32_t wd = threadIdx.x; wd < a.words; wd += blockDim.x) {
-      uint32_t w[16];
-      load_unit<T>(a, g, wd, w);
-      add_unit<T>(acc, w);
-      rht_unit<T>(w, a.signs);
-      post = max(post, finite_max_bits<T>(w));
+  float post = 0.0f;
+  for (int64_t item = blockIdx.x; item < a.groups * items_per_group; item += gridDim.x) {
+    const int64_t g = item / items_per_group;
+    const uint32_t c = static_cast<uint32_t>(item - g * items_per_group) * kAmaxThreads + threadIdx.x;
+    if (c >= chunks) continue;
+    const int64_t r0 = g * 16;
+    const uint4* src = reinterpret_cast<const uint4*>(static_cast<const T*>(a.x) + r0 * a.row_stride) + c;
+    uint4 raw[16];
+    if (r0 + 16 <= a.rows) {
+#pragma unroll
+      for (int i = 0; i < 16; ++i) raw[i] = __ldg(src + i * chunk_stride);
+    } else {  // the last group: rows past R are the zero padding
+#pragma unroll
+      for (int i = 0; i < 16; ++i) raw[i] = r0 + i < a.rows ? __ldg(src + i * chunk_stride) : make_uint4(0u, 0u, 0u, 0u);
+    }
+#pragma unroll
+    for (int i = 0; i < 16; ++i) acc.add_chunk<T>(raw[i]);
+#pragma unroll
+    for (int word = 0; word < 4; ++word) {
+#pragma unroll
+      for (int e = 0; e < 4 / static_cast<int>(sizeof(T)); ++e) post = fmaxf(post, rht_column_max<T>(raw, word, e, a.signs));
     }
   }
   allow_dependent_grid();  // this CTA's loads are done; the cast may start filling SMs
-  reduce_to_global(acc, post, pre_bits, post_bits, counts);
+  const uint32_t post_rounded = __float_as_uint(In<T>::of_word(In<T>::pack2(0.25f * post, 0.0f), 0));
+  reduce_to_global(acc, post_rounded, pre_bits, post_bits, counts);
 }
 
 // The unfused path's transform: y[groups * 16, cols] (dense) = the transformed groups of x, rounded
@@ -879,8 +915,12 @@ CastKernel<T> pick_cast(bool row, bool col, bool two_d, bool sr, bool row_scaled
 // With the RHT: columnwise (wgrad) or both, 1D, RNE or SR.
 template <int kTileRows, typename T>
 CastKernel<T> pick_rht_cast(bool row, bool sr) {
-  if (row) return sr ? cast_kernel<kTileRows, T, true, true, false, true, false, true> : cast_kernel<kTileRows, T, true, true, false, false, false, true>;
-  return sr ? cast_kernel<kTileRows, T, false, true, false, true, false, true> : cast_kernel<kTileRows, T, false, true, false, false, false, true>;
+  if (row) {
+    return sr ? cast_kernel<kTileRows, T, true, true, false, true, false, true>
+              : cast_kernel<kTileRows, T, true, true, false, false, false, true>;
+  }
+  return sr ? cast_kernel<kTileRows, T, false, true, false, true, false, true>
+            : cast_kernel<kTileRows, T, false, true, false, false, false, true>;
 }
 
 template <typename T>
@@ -981,9 +1021,9 @@ RhtWalk rht_walk(const SourceMatrix& x, uint16_t mask) {
   return w;
 }
 
-// A CTA per 16-row group at a time: at most 8 per SM, as many as there are groups.
-unsigned rht_grid(const RhtWalk& w, int sm_count) {
-  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(w.groups, int64_t{sm_count} * 8)));
+// At most 8 CTAs per SM, as many as there are work items (`per_group` of them per 16-row group).
+unsigned rht_grid(const RhtWalk& w, int64_t per_group, int sm_count) {
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(w.groups * per_group, int64_t{sm_count} * 8)));
 }
 
 // The fused path's amax pass: rowwise amax (may be null), columnwise (post-transform) amax and counts.
@@ -993,7 +1033,7 @@ void amax_rht_any(const SourceMatrix& x, uint16_t mask, float* pre, float* post,
   if (w.groups == 0 || w.words == 0) return;
   uint32_t* pre_bits = reinterpret_cast<uint32_t*>(pre);
   uint32_t* post_bits = reinterpret_cast<uint32_t*>(post);
-  const unsigned grid = rht_grid(w, sm_count);
+  const unsigned grid = rht_grid(w, (w.words / 4 + kAmaxThreads - 1) / kAmaxThreads, sm_count);
   switch (x.dtype) {
     case DType::kF32: amax_rht_kernel<float><<<grid, kAmaxThreads, 0, s>>>(w, pre_bits, post_bits, counts); break;
     case DType::kF16: amax_rht_kernel<__half><<<grid, kAmaxThreads, 0, s>>>(w, pre_bits, post_bits, counts); break;
@@ -1188,7 +1228,7 @@ void launch_quantize_rht_unfused(const SourceMatrix& x, const QuantParams& param
     FP4KIT_CUDA_CHECK(cudaMemsetAsync(nonfinite_counts, 0, 2 * sizeof(uint32_t), s), "quantize (unfused RHT)");
   }
   if (w.groups > 0 && w.words > 0) {
-    const unsigned grid = rht_grid(w, sm_count);
+    const unsigned grid = rht_grid(w, 1, sm_count);
     uint32_t* counts = row ? nullptr : nonfinite_counts;
     switch (x.dtype) {
       case DType::kF32: rht_rows_kernel<float><<<grid, kAmaxThreads, 0, s>>>(w, static_cast<float*>(buffer), counts); break;
