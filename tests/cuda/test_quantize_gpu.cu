@@ -1188,7 +1188,11 @@ TEST_P(GpuRhtLarge, ProductionRhtModesMatchTheCpu) {
                   77);
 }
 
-INSTANTIATE_TEST_SUITE_P(Large, GpuRhtLarge, testing::Values(Shape{8192, 8192}, Shape{14336, 16384}), shape_name);
+// The quantization issue's large shapes, and the RHT issue's own two.
+INSTANTIATE_TEST_SUITE_P(Large, GpuRhtLarge,
+                         testing::Values(Shape{4096, 4096}, Shape{8192, 11328}, Shape{16384, 4096}, Shape{8192, 8192},
+                                         Shape{14336, 16384}),
+                         shape_name);
 
 // ---------------------------------------------------------------------------------------------
 // Dequantization
