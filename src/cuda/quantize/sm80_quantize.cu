@@ -22,6 +22,7 @@
 #include "core/nvfp4_math.hpp"
 #include "core/philox.hpp"
 #include "cuda/common/cuda_check.hpp"
+#include "cuda/common/float_convert.cuh"
 #include "cuda/quantize/cast_config.hpp"
 #include "cuda/quantize/launch.hpp"
 #include "fp4kit/layout.hpp"
@@ -33,15 +34,6 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // Element loads (exact widening to FP32)
 // ---------------------------------------------------------------------------------------------
-template <typename T>
-__device__ __forceinline__ float to_float(T v);
-template <>
-__device__ __forceinline__ float to_float<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ float to_float<__half>(__half v) { return __half2float(v); }
-template <>
-__device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
-
 // 16 bytes of elements -> floats.
 template <typename T>
 __device__ __forceinline__ void unpack16(const uint4& raw, float* out) {
@@ -859,15 +851,6 @@ __global__ void __launch_bounds__(kAmaxThreads) rht_rows_kernel(const RhtWalk a,
 // ---------------------------------------------------------------------------------------------
 // dequantize: one thread per 16-element block
 // ---------------------------------------------------------------------------------------------
-template <typename OutT>
-__device__ __forceinline__ OutT from_float(float v);
-template <>
-__device__ __forceinline__ float from_float<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
-
 template <typename OutT>
 __global__ void __launch_bounds__(256) dequantize_kernel(PartPointers p, bool row_scaled, int64_t rows,
                                                         int64_t blocks_per_row, int64_t out_cols, OutT* out,
