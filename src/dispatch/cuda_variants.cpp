@@ -7,6 +7,7 @@
 
 #if defined(FP4KIT_HAVE_CUDA)
 #include "core/check.hpp"
+#include "cuda/gemm/launch.hpp"
 #include "cuda/quantize/cast_config.hpp"
 #include "cuda/quantize/launch.hpp"
 #endif
@@ -103,6 +104,21 @@ void register_cuda_variants(Registry& registry) {
       registry.add(std::move(q));
     }
   }
+
+  // The portable exact GEMM: a fallback (the fused sm_90a kernels will rank above it), no shared
+  // memory, any CUDA GPU cuBLASLt runs on.
+  KernelVariant gemm = cuda_variant("gemm_dequant_cublaslt", OpKind::kGemm,
+                                    "exact fallback: block values to BF16 in device memory, cuBLASLt BF16 GEMM with FP32 "
+                                    "accumulation, the contract's epilogue");
+  gemm.fallback = true;
+  gemm.configs = {KernelConfig{"default", 0, 0, 0, 1, 256}};
+  gemm.smem_bytes = [](const KernelConfig&) -> int64_t { return 0; };
+  gemm.check_problem = [](const Problem& p) -> std::string {
+    if (!p.a_nvfp4 && p.in_dtype != DType::kBF16) return cat("takes an NVFP4 or a BF16 A, not ", dtype_name(p.in_dtype));
+    return {};
+  };
+  gemm.check_image = [](const DeviceInfo& d) { return cuda::gemm_image_problem(d); };
+  registry.add(std::move(gemm));
 
   KernelVariant dq = cuda_variant("sm80_dequantize", OpKind::kDequantize, "NVFP4 to f32/f16/bf16, a block per thread");
   dq.configs = {KernelConfig{"256t", 0, 0, 0, 1, 256}};

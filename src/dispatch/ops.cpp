@@ -13,6 +13,7 @@
 #include "ref/ref.hpp"
 
 #if defined(FP4KIT_HAVE_CUDA)
+#include "cuda/gemm/launch.hpp"
 #include "cuda/quantize/launch.hpp"
 #endif
 
@@ -294,6 +295,29 @@ ref::GemmInput resolve_operand(const GemmOperand& op, const char* name, const Ta
   return in;
 }
 
+#if defined(FP4KIT_HAVE_CUDA)
+cuda::GemmOperandPointers gemm_pointers_of(const ref::GemmInput& in, const char* name) {
+  cuda::GemmOperandPointers p;
+  if (in.part != nullptr) {
+    p.data = static_cast<const uint8_t*>(in.part->data.data);
+    p.scales = static_cast<const uint8_t*>(in.part->scales.data);
+    p.amax = static_cast<const float*>(in.part->amax.data);
+    p.row_scaled = in.nvfp4->meta().params.row_scaled;
+    p.data_stride = in.part->data.strides[0];
+    p.scale_stride = in.part->scales.strides[0];
+    return p;
+  }
+  if (in.dense.dtype != DType::kBF16) {
+    fail(ErrorCode::kUnsupported,
+         cat("gemm: operand ", name, " is a dense ", dtype_name(in.dense.dtype), " matrix; on a GPU a dense operand must be bf16"),
+         "convert it to bfloat16, or quantize it to NVFP4");
+  }
+  p.dense = in.dense.data;
+  p.dense_stride = in.dense.row_stride;
+  return p;
+}
+#endif
+
 }  // namespace
 
 void gemm(const GemmOperand& a, const GemmOperand& b, const TensorView& d, const GemmOptions& options,
@@ -349,9 +373,30 @@ void gemm(const GemmOperand& a, const GemmOperand& b, const TensorView& d, const
   problem.a_nvfp4 = ia.nvfp4 != nullptr;
   problem.a_row_scaled = ia.nvfp4 && ia.nvfp4->meta().params.row_scaled;
   problem.b_2d = ib.nvfp4 && ib.nvfp4->meta().params.block == BlockScaling::k2D;
+  if (options.accumulation == Accumulation::kF64 && target.device.type != DeviceType::kCpu) {
+    fail(ErrorCode::kUnsupported, "gemm: float64 accumulation (the contract's oracle) runs on the CPU only",
+         "use Accumulation::kF32 on the GPU, or Target::cpu() with host tensors for the oracle");
+  }
   const Chosen c = choose(target, problem);
-  if (c.name() != "ref_gemm") no_launcher(c);
-  ref::gemm(ia, ib, md, options);
+  if (c.name() == "ref_gemm") return ref::gemm(ia, ib, md, options);
+#if defined(FP4KIT_HAVE_CUDA)
+  if (c.name() == "gemm_dequant_cublaslt") {
+    cuda::GemmEpilogue e;
+    e.alpha = options.alpha;
+    e.beta = options.beta;
+    if (options.beta != 0.0f) {
+      const Matrix mc = detail::as_matrix(options.c, "gemm: c");
+      e.c = mc.data;
+      e.c_dtype = mc.dtype;
+      e.c_stride = mc.row_stride;
+    }
+    e.bias = options.bias.data;
+    e.bias_dtype = options.bias.dtype;
+    return cuda::launch_gemm_dequant_cublaslt(ia.rows, ib.rows, ia.k, gemm_pointers_of(ia, "A"), gemm_pointers_of(ib, "B"),
+                                              md.data, md.dtype, md.row_stride, e, target.device.index, target.stream);
+  }
+#endif
+  no_launcher(c);
 }
 
 }  // namespace fp4kit

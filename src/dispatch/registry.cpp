@@ -29,7 +29,7 @@ const char* op_name(OpKind op) noexcept {
 std::string Problem::describe() const {
   std::string s;
   if (op == OpKind::kGemm) {
-    s = cat("gemm M=", rows, " N=", cols, " K=", k, " A=", a_nvfp4 ? (a_row_scaled ? "nvfp4 row-scaled" : "nvfp4") : "bf16",
+    s = cat("gemm M=", rows, " N=", cols, " K=", k, " A=", a_nvfp4 ? (a_row_scaled ? "nvfp4 row-scaled" : "nvfp4") : dtype_name(in_dtype),
             " B=nvfp4", b_2d ? " 2d" : "", " -> ", dtype_name(out_dtype));
     return s;
   }

@@ -40,65 +40,25 @@
 #include <utility>
 #include <vector>
 
+#include "cuda/cuda_test_util.hpp"
 #include "test_util.hpp"
 
 namespace fp4kit {
 namespace {
 
 using test::HostMatrix;
+using test::cuda_ok;
+using test::device_alloc;
+using test::DevicePtr;
+using test::GpuMatrix;
+using test::kGpu;
+using test::no_gpu_reason;
+using test::StreamPtr;
+using test::upload;
 
-constexpr Device kGpu{DeviceType::kCuda, 0};
 constexpr uint8_t kPoison = 0xA5;
 constexpr uint64_t kSrSeed = 0x0123456789ABCDEFull;
 constexpr uint64_t kSrOffset = 0x0000000700000042ull;  // both counter words non-zero
-
-// ---------------------------------------------------------------------------------------------
-// CUDA plumbing
-// ---------------------------------------------------------------------------------------------
-
-void cuda_ok(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
-}
-#define FP4KIT_CUDA_OK(call) cuda_ok((call), #call)
-
-// "" where a CUDA device is usable, else why not (the skip message).
-std::string no_gpu_reason() {
-  int n = 0;
-  const cudaError_t e = cudaGetDeviceCount(&n);
-  if (e == cudaSuccess && n > 0) return {};
-  if (e != cudaSuccess) cudaGetLastError();  // clear the error for later tests in this process
-  return std::string("no CUDA device here (") + (e != cudaSuccess ? cudaGetErrorString(e) : "0 devices") +
-         "); run scripts/gpu-check.sh on a GPU machine";
-}
-
-struct CudaFree {
-  void operator()(void* p) const noexcept { cudaFree(p); }
-};
-using DevicePtr = std::unique_ptr<void, CudaFree>;
-
-DevicePtr device_alloc(size_t bytes) {
-  void* p = nullptr;
-  FP4KIT_CUDA_OK(cudaMalloc(&p, std::max<size_t>(bytes, 1)));
-  return DevicePtr(p);
-}
-
-struct StreamDestroy {
-  void operator()(cudaStream_t s) const noexcept { cudaStreamDestroy(s); }
-};
-using StreamPtr = std::unique_ptr<CUstream_st, StreamDestroy>;
-
-// A host matrix copied to the GPU; `view` is the dense device view of it.
-struct GpuMatrix {
-  DevicePtr mem;
-  TensorView view;
-};
-
-GpuMatrix upload(const HostMatrix& x) {
-  GpuMatrix g{device_alloc(x.bytes.size()), {}};
-  FP4KIT_CUDA_OK(cudaMemcpy(g.mem.get(), x.bytes.data(), x.bytes.size(), cudaMemcpyHostToDevice));
-  g.view = TensorView::matrix(g.mem.get(), x.dtype, x.rows, x.cols, kGpu);
-  return g;
-}
 
 // HostMatrix::view() is non-const; the reference jobs share one input across threads read-only.
 TensorView host_view(const HostMatrix& x) {

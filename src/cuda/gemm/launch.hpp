@@ -1,0 +1,44 @@
+// src/cuda/gemm/launch.hpp: host-side launchers of the CUDA GEMM backends (NUMERICS §7). Raw device
+// pointers, shapes and a stream in; they enqueue work on the stream and throw fp4kit::Error on a
+// CUDA or cuBLASLt failure. No CUDA header needed to include this.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "fp4kit/dispatch.hpp"
+#include "fp4kit/types.hpp"
+
+namespace fp4kit::cuda {
+
+// One operand [rows, K], K-major: an NVFP4 part (data != nullptr) or a dense BF16 matrix.
+struct GemmOperandPointers {
+  const uint8_t* data = nullptr;    // NVFP4 codes [rows, K/2 bytes], data_stride bytes between rows
+  const uint8_t* scales = nullptr;  // E4M3 [rows, K/16], scale_stride bytes between rows
+  const float* amax = nullptr;      // [1], or [rows] when row-scaled
+  bool row_scaled = false;
+  int64_t data_stride = 0, scale_stride = 0;
+  const void* dense = nullptr;      // BF16 [rows, K], dense_stride elements between rows
+  int64_t dense_stride = 0;
+};
+
+struct GemmEpilogue {
+  float alpha = 1.0f, beta = 0.0f;  // the user's alpha (times the global scales) and beta
+  const void* c = nullptr;          // [M, N] when beta != 0
+  DType c_dtype = DType::kF32;
+  int64_t c_stride = 0;
+  const void* bias = nullptr;       // [N] or null
+  DType bias_dtype = DType::kF32;
+};
+
+// The portable exact path: both operands' block values (e2m1 * e4m3, exact in BF16) into device
+// buffers, one cuBLASLt BF16 GEMM with FP32 accumulation, then the contract's epilogue in FP32:
+// v = alpha(m) * acc (+ beta * C) (+ bias), rounded to d's dtype.
+void launch_gemm_dequant_cublaslt(int64_t m, int64_t n, int64_t k, const GemmOperandPointers& a,
+                                  const GemmOperandPointers& b, void* d, DType d_dtype, int64_t d_stride,
+                                  const GemmEpilogue& epilogue, int device, void* stream);
+
+// "" when the GEMM kernels have an image for the device, else why not.
+std::string gemm_image_problem(const DeviceInfo& device);
+
+}  // namespace fp4kit::cuda

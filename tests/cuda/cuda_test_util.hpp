@@ -1,0 +1,63 @@
+// tests/cuda/cuda_test_util.hpp: the CUDA plumbing the GPU tests share: checked calls, the skip
+// reason without a GPU, owning device buffers and streams, host matrices uploaded.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "fp4kit/tensor.hpp"
+#include "test_util.hpp"
+
+namespace fp4kit::test {
+
+inline constexpr Device kGpu{DeviceType::kCuda, 0};
+
+inline void cuda_ok(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+#define FP4KIT_CUDA_OK(call) cuda_ok((call), #call)
+
+// "" where a CUDA device is usable, else why not (the skip message).
+inline std::string no_gpu_reason() {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e == cudaSuccess && n > 0) return {};
+  if (e != cudaSuccess) cudaGetLastError();  // clear the error for later tests in this process
+  return std::string("no CUDA device here (") + (e != cudaSuccess ? cudaGetErrorString(e) : "0 devices") +
+         "); run scripts/gpu-check.sh on a GPU machine";
+}
+
+struct CudaFree {
+  void operator()(void* p) const noexcept { cudaFree(p); }
+};
+using DevicePtr = std::unique_ptr<void, CudaFree>;
+
+inline DevicePtr device_alloc(size_t bytes) {
+  void* p = nullptr;
+  FP4KIT_CUDA_OK(cudaMalloc(&p, std::max<size_t>(bytes, 1)));
+  return DevicePtr(p);
+}
+
+struct StreamDestroy {
+  void operator()(cudaStream_t s) const noexcept { cudaStreamDestroy(s); }
+};
+using StreamPtr = std::unique_ptr<CUstream_st, StreamDestroy>;
+
+// A host matrix copied to the GPU; `view` is the dense device view of it.
+struct GpuMatrix {
+  DevicePtr mem;
+  TensorView view;
+};
+
+inline GpuMatrix upload(const HostMatrix& x) {
+  GpuMatrix g{device_alloc(x.bytes.size()), {}};
+  FP4KIT_CUDA_OK(cudaMemcpy(g.mem.get(), x.bytes.data(), x.bytes.size(), cudaMemcpyHostToDevice));
+  g.view = TensorView::matrix(g.mem.get(), x.dtype, x.rows, x.cols, kGpu);
+  return g;
+}
+
+}  // namespace fp4kit::test
