@@ -420,7 +420,11 @@ __global__ void __launch_bounds__(cast_threads(kTileRows), kTileRows == 128 ? 1 
   uint2* scale_2d = reinterpret_cast<uint2*>(smem + stages * stage_bytes + kCastScaleLutBytes);
   uint32_t* unit_max =
       reinterpret_cast<uint32_t*>(smem + stages * stage_bytes + kCastScaleLutBytes + cast_scale_table_bytes(kTileRows));
-  float* senc_lut_cw = kRht ? reinterpret_cast<float*>(unit_max) : senc_lut;  // no 2D pass with the RHT
+  // With the RHT and both outputs the columnwise part has its own global scale, hence its own table
+  // (where the 2D pass keeps its maxima: no 2D with the RHT). Columnwise alone, the tensor's amax
+  // is already the post-transform one (the launcher passes it twice) and one table serves.
+  constexpr bool kOwnCwTable = kRht && kRow;
+  float* senc_lut_cw = kOwnCwTable ? reinterpret_cast<float*>(unit_max) : senc_lut;
   const bool rw_vec8 = (reinterpret_cast<uintptr_t>(a.rw.data) & 7u) == 0 && a.rw.data_stride % 8 == 0;
   const bool cw_vec8 = (reinterpret_cast<uintptr_t>(a.cw.data) & 7u) == 0 && a.cw.data_stride % 8 == 0;
   const bool rw_swizzled = a.rw.scales_swizzled != nullptr, cw_swizzled = a.cw.scales_swizzled != nullptr;
@@ -484,7 +488,7 @@ __global__ void __launch_bounds__(cast_threads(kTileRows), kTileRows == 128 ? 1 
   const detail::GlobalScale g_tensor = kRowScaled ? detail::GlobalScale{} : detail::global_scale(a.amax[0]);
   const float mult_tensor = g_tensor.s_enc * detail::kOneSixth;
   // The columnwise part's global scale: its own with the RHT (the amax after the transform).
-  const detail::GlobalScale g_cw = kRht ? detail::global_scale(a.amax_cw[0]) : g_tensor;
+  const detail::GlobalScale g_cw = kOwnCwTable ? detail::global_scale(a.amax_cw[0]) : g_tensor;
   const float mult_cw = g_cw.s_enc * detail::kOneSixth;
   // The encode scale of every E4M3 scale byte the cast can produce (0x00..0x7E; 0x7F is NaN):
   // NUMERICS §2's senc_b = min(1 / (sdec_b * S_dec), FLT_MAX) depends on the byte and the
@@ -494,7 +498,7 @@ __global__ void __launch_bounds__(cast_threads(kTileRows), kTileRows == 128 ? 1 
   if constexpr (!kRowScaled) {
     for (int i = t; i < 128; i += blockDim.x) senc_lut[i] = detail::block_encode_scale(static_cast<uint8_t>(i), g_tensor);
   }
-  if constexpr (kRht) {
+  if constexpr (kOwnCwTable) {
     for (int i = t; i < 128; i += blockDim.x) senc_lut_cw[i] = detail::block_encode_scale(static_cast<uint8_t>(i), g_cw);
   }
   // Without the RHT both outputs share the tensor's amax: the columnwise part gets its copy here.
