@@ -338,11 +338,12 @@ void gemm(const GemmOperand& a, const GemmOperand& b, const TensorView& d, const
   }
   check_on_device(d, "gemm: d", target);
   detail::check_matrix_shape(md, "gemm: d", ia.rows, ib.rows);
+  Matrix mc{};  // C, read only when beta != 0
   if (options.beta != 0.0f) {
     if (options.c.data == nullptr) {
       fail(ErrorCode::kNullPointer, "gemm: beta is non-zero but no C was given", "pass options.c [M, N] or set beta = 0");
     }
-    const Matrix mc = detail::as_matrix(options.c, "gemm: c");
+    mc = detail::as_matrix(options.c, "gemm: c");
     if (options.c.dtype != DType::kF32 && options.c.dtype != d.dtype) {
       fail(ErrorCode::kDtypeMismatch, cat("gemm: c is ", dtype_name(options.c.dtype), "; it must be f32 or d's dtype (",
                                           dtype_name(d.dtype), ")"));
@@ -384,12 +385,9 @@ void gemm(const GemmOperand& a, const GemmOperand& b, const TensorView& d, const
     cuda::GemmEpilogue e;
     e.alpha = options.alpha;
     e.beta = options.beta;
-    if (options.beta != 0.0f) {
-      const Matrix mc = detail::as_matrix(options.c, "gemm: c");
-      e.c = mc.data;
-      e.c_dtype = mc.dtype;
-      e.c_stride = mc.row_stride;
-    }
+    e.c = mc.data;
+    e.c_dtype = mc.dtype;
+    e.c_stride = mc.row_stride;
     e.bias = options.bias.data;
     e.bias_dtype = options.bias.dtype;
     return cuda::launch_gemm_dequant_cublaslt(ia.rows, ib.rows, ia.k, gemm_pointers_of(ia, "A"), gemm_pointers_of(ib, "B"),
