@@ -669,17 +669,23 @@ struct NK {
 // Multiples of 16 that are not multiples of 128 (partial tiles along N and K in any tiling).
 constexpr NK kNKs[] = {{80, 48}, {272, 400}};
 
+// A case of shape m x n x k with operand forms a and b; every other field at its default.
+GemmCase make_case(int64_t m, int64_t n, int64_t k, AForm a = AForm::kRowwise, BForm b = BForm::kRowwise,
+                   Values values = Values::kNormal) {
+  GemmCase c;
+  c.m = m;
+  c.n = n;
+  c.k = k;
+  c.a = a;
+  c.b = b;
+  c.values = values;
+  return c;
+}
+
 std::vector<GemmCase> shape_cases(Values values) {
   std::vector<GemmCase> cases;
   for (int64_t m : kMs) {
-    for (const NK& nk : kNKs) {
-      GemmCase c;
-      c.m = m;
-      c.n = nk.n;
-      c.k = nk.k;
-      c.values = values;
-      cases.push_back(c);
-    }
+    for (const NK& nk : kNKs) cases.push_back(make_case(m, nk.n, nk.k, AForm::kRowwise, BForm::kRowwise, values));
   }
   return cases;
 }
@@ -688,13 +694,7 @@ std::vector<GemmCase> shape_cases(Values values) {
 std::vector<GemmCase> feature_cases(Values values) {
   std::vector<GemmCase> cases;
   auto add = [&](int64_t m, int64_t n, int64_t k, AForm a, BForm b, const std::function<void(GemmCase&)>& more = {}) {
-    GemmCase c;
-    c.m = m;
-    c.n = n;
-    c.k = k;
-    c.a = a;
-    c.b = b;
-    c.values = values;
+    GemmCase c = make_case(m, n, k, a, b, values);
     if (more) more(c);
     cases.push_back(c);
   };
@@ -751,12 +751,7 @@ std::vector<GemmCase> large_cases() {
 std::vector<GemmCase> sanitizer_cases() {
   std::vector<GemmCase> cases;
   auto add = [&](int64_t m, int64_t n, int64_t k, AForm a, BForm b, float beta, bool c_in_d, std::optional<DType> bias) {
-    GemmCase c;
-    c.m = m;
-    c.n = n;
-    c.k = k;
-    c.a = a;
-    c.b = b;
+    GemmCase c = make_case(m, n, k, a, b);
     c.beta = beta;
     c.c_in_d_dtype = c_in_d;
     c.bias = bias;
