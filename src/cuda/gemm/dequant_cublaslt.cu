@@ -14,6 +14,7 @@
 #include "core/check.hpp"
 #include "cuda/common/cuda_check.hpp"
 #include "cuda/common/float_convert.cuh"
+#include "cuda/gemm/epilogue.cuh"
 #include "cuda/gemm/launch.hpp"
 #include "fp4kit/formats.hpp"
 
@@ -45,17 +46,6 @@ __global__ void __launch_bounds__(kThreads) block_values_kernel(const GemmOperan
   dst[1] = *reinterpret_cast<const uint4*>(&v[4]);
 }
 
-__device__ __forceinline__ float load_as_float(const void* p, DType dtype, int64_t i) {
-  switch (dtype) {
-    case DType::kBF16: return to_float(static_cast<const __nv_bfloat16*>(p)[i]);
-    case DType::kF16: return to_float(static_cast<const __half*>(p)[i]);
-    default: return static_cast<const float*>(p)[i];
-  }
-}
-
-// The epilogue of NUMERICS §7 in its order, each step one FP32 rounding (built with --fmad=false):
-// alpha(m) = ((amax_A[m] / 2688) * (amax_B / 2688)) * alpha; v = alpha(m) * acc; v += beta * C;
-// v += bias[n]; then d's RNE. A dense operand contributes the factor 1.
 template <typename OutT>
 __global__ void __launch_bounds__(kThreads) epilogue_kernel(const float* __restrict__ acc, int64_t m, int64_t n,
                                                             const GemmOperandPointers a, const float* amax_b,
@@ -63,11 +53,7 @@ __global__ void __launch_bounds__(kThreads) epilogue_kernel(const float* __restr
   const float fb = amax_b ? amax_b[0] / kGlobalScaleNumerator : 1.0f;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < m * n; i += int64_t{gridDim.x} * blockDim.x) {
     const int64_t row = i / n, col = i - row * n;
-    const float fa = a.amax ? a.amax[a.row_scaled ? row : 0] / kGlobalScaleNumerator : 1.0f;
-    const float alpha = (fa * fb) * e.alpha;
-    float v = alpha * acc[i];
-    if (e.beta != 0.0f) v += e.beta * load_as_float(e.c, e.c_dtype, row * e.c_stride + col);
-    if (e.bias) v += load_as_float(e.bias, e.bias_dtype, col);
+    const float v = gemm_epilogue_value(e, gemm_row_alpha(a, fb, e.alpha, row), acc[i], row, col);
     d[row * d_stride + col] = from_float<OutT>(v);
   }
 }
