@@ -73,6 +73,7 @@ struct Problem {
   DType out_dtype = DType::kF32;  // dequantize/gemm output
   QuantParams params{};           // quantize / dequantize: the quantization
   bool a_nvfp4 = true;            // gemm: A is NVFP4 (else dense BF16)
+  bool b_nvfp4 = true;            // gemm: B is NVFP4 (else dense: the CPU reference and the portable path)
   bool a_row_scaled = false;      // gemm
   bool b_2d = false;              // gemm: B quantized with 16x16 blocks
   // Memory layout of the source (data-dependent but decisive for vectorized kernels): elements

@@ -94,7 +94,7 @@ struct GemmOperand {
 };
 
 enum class Accumulation : uint8_t {
-  kF32 = 0,  // FP32 accumulation in K order: what every backend does
+  kF32 = 0,  // FP32 accumulation (the tensor cores' order: backends agree within the §7 bound)
   kF64 = 1,  // float64 accumulation and epilogue: the oracle (CPU reference only)
 };
 
@@ -106,7 +106,11 @@ struct GemmOptions {
   Accumulation accumulation = Accumulation::kF32;
 };
 
-// d: BF16, F32 or F16 [M, N].
+// d: BF16, F32 or F16 [M, N]. Any M >= 1; K is a multiple of 16 (NVFP4 operands always have one);
+// on a GPU N must be a multiple of 16 too (kShapeMismatch otherwise; the CPU reference takes any N).
+// The backend is chosen per problem and device (`fp4kit info`, FP4KIT_PRINT_CONFIG=1): the fused
+// sm_90a kernel (NVFP4 x NVFP4, K % 256 == 0), the small-M kernel (M <= 64), cuBLASLt's native
+// block-scaled FP4 on sm_100+, and the portable dequantize + cuBLASLt path for everything else.
 void gemm(const GemmOperand& a, const GemmOperand& b, const TensorView& d, const GemmOptions& options = {},
           const Target& target = {});
 

@@ -8,6 +8,7 @@
 #if defined(FP4KIT_HAVE_CUDA)
 #include "core/check.hpp"
 #include "cuda/gemm/launch.hpp"
+#include "cuda/gemm/sm90_gemm_config.hpp"
 #include "cuda/quantize/cast_config.hpp"
 #include "cuda/quantize/launch.hpp"
 #endif
@@ -104,6 +105,31 @@ void register_cuda_variants(Registry& registry) {
       registry.add(std::move(q));
     }
   }
+
+  // The fused sm_90a GEMM: only an sm_90a image serves it (wgmma, setmaxnreg); its configurations
+  // come from sm90_gemm_config.hpp with the formula the kernel allocates by.
+  KernelVariant sm90 = cuda_variant("sm90_gemm_nvfp4", OpKind::kGemm,
+                                    "fused NVFP4 GEMM: bulk-copied codes, exact BF16 values on chip, wgmma with FP32 "
+                                    "accumulation, the contract's epilogue");
+  sm90.min_cc = 90;
+  sm90.max_cc = 90;
+  sm90.compiled_archs.clear();
+  for (const std::string& arch : built_cuda_archs()) {
+    if (arch == "90a") sm90.compiled_archs.push_back(arch);
+  }
+  for (const cuda::Sm90GemmShape& shape : cuda::kSm90GemmShapes) {
+    sm90.configs.push_back(KernelConfig{cat(cuda::kSm90TileM, "x", shape.tile_n, "_s", shape.stages), cuda::kSm90TileM,
+                                        shape.tile_n, cuda::kSm90StageK, shape.stages, cuda::kSm90Threads});
+  }
+  sm90.smem_bytes = [](const KernelConfig& c) { return cuda::sm90_gemm_smem_bytes(c.tile_n, c.stages); };
+  sm90.check_problem = [](const Problem& p) -> std::string {
+    if (!p.a_nvfp4 || !p.b_nvfp4) return "multiplies NVFP4 by NVFP4; a dense operand goes to the other GEMM backends";
+    // The scales move as 16-byte rows per 256-element stage (the bulk copy's smallest row).
+    if (p.k % cuda::kSm90StageK != 0) return cat("needs K a multiple of ", cuda::kSm90StageK, "; K is ", p.k);
+    return {};
+  };
+  sm90.check_image = [](const DeviceInfo& d) { return cuda::sm90_gemm_image_problem(d); };
+  registry.add(std::move(sm90));
 
   // The portable exact GEMM: a fallback (the fused sm_90a kernels will rank above it), no shared
   // memory, any CUDA GPU cuBLASLt runs on.

@@ -316,6 +316,19 @@ cuda::GemmOperandPointers gemm_pointers_of(const ref::GemmInput& in, const char*
   p.dense_stride = in.dense.row_stride;
   return p;
 }
+
+// The epilogue's operands (alpha, beta with C, bias) as the CUDA backends take them.
+cuda::GemmEpilogue gemm_epilogue_of(const GemmOptions& options, const Matrix& c) {
+  cuda::GemmEpilogue e;
+  e.alpha = options.alpha;
+  e.beta = options.beta;
+  e.c = c.data;
+  e.c_dtype = c.dtype;
+  e.c_stride = c.row_stride;
+  e.bias = options.bias.data;
+  e.bias_dtype = options.bias.dtype;
+  return e;
+}
 #endif
 
 }  // namespace
@@ -338,6 +351,11 @@ void gemm(const GemmOperand& a, const GemmOperand& b, const TensorView& d, const
   }
   check_on_device(d, "gemm: d", target);
   detail::check_matrix_shape(md, "gemm: d", ia.rows, ib.rows);
+  if (target.device.type == DeviceType::kCuda && ib.rows % 16 != 0) {
+    fail(ErrorCode::kShapeMismatch,
+         cat("gemm: N=", ib.rows, " (B's rows) is not a multiple of 16; the CUDA GEMM kernels need N % 16 == 0"),
+         "pad the weight with zero rows to a multiple of 16 (and slice D), or run on Target::cpu()");
+  }
   Matrix mc{};  // C, read only when beta != 0
   if (options.beta != 0.0f) {
     if (options.c.data == nullptr) {
@@ -372,6 +390,7 @@ void gemm(const GemmOperand& a, const GemmOperand& b, const TensorView& d, const
   problem.in_dtype = ia.nvfp4 ? DType::kU8 : ia.dense.dtype;
   problem.out_dtype = d.dtype;
   problem.a_nvfp4 = ia.nvfp4 != nullptr;
+  problem.b_nvfp4 = ib.nvfp4 != nullptr;
   problem.a_row_scaled = ia.nvfp4 && ia.nvfp4->meta().params.row_scaled;
   problem.b_2d = ib.nvfp4 && ib.nvfp4->meta().params.block == BlockScaling::k2D;
   if (options.accumulation == Accumulation::kF64 && target.device.type != DeviceType::kCpu) {
@@ -381,17 +400,15 @@ void gemm(const GemmOperand& a, const GemmOperand& b, const TensorView& d, const
   const Chosen c = choose(target, problem);
   if (c.name() == "ref_gemm") return ref::gemm(ia, ib, md, options);
 #if defined(FP4KIT_HAVE_CUDA)
+  if (c.name() == "sm90_gemm_nvfp4") {
+    return cuda::launch_gemm_sm90_nvfp4(ia.rows, ib.rows, ia.k, gemm_pointers_of(ia, "A"), gemm_pointers_of(ib, "B"),
+                                        md.data, md.dtype, md.row_stride, gemm_epilogue_of(options, mc),
+                                        c.selection.config.tile_n, c.stages(), target.device.index, target.stream);
+  }
   if (c.name() == "gemm_dequant_cublaslt") {
-    cuda::GemmEpilogue e;
-    e.alpha = options.alpha;
-    e.beta = options.beta;
-    e.c = mc.data;
-    e.c_dtype = mc.dtype;
-    e.c_stride = mc.row_stride;
-    e.bias = options.bias.data;
-    e.bias_dtype = options.bias.dtype;
     return cuda::launch_gemm_dequant_cublaslt(ia.rows, ib.rows, ia.k, gemm_pointers_of(ia, "A"), gemm_pointers_of(ib, "B"),
-                                              md.data, md.dtype, md.row_stride, e, target.device.index, target.stream);
+                                              md.data, md.dtype, md.row_stride, gemm_epilogue_of(options, mc),
+                                              target.device.index, target.stream);
   }
 #endif
   no_launcher(c);

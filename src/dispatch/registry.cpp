@@ -30,7 +30,7 @@ std::string Problem::describe() const {
   std::string s;
   if (op == OpKind::kGemm) {
     s = cat("gemm M=", rows, " N=", cols, " K=", k, " A=", a_nvfp4 ? (a_row_scaled ? "nvfp4 row-scaled" : "nvfp4") : dtype_name(in_dtype),
-            " B=nvfp4", b_2d ? " 2d" : "", " -> ", dtype_name(out_dtype));
+            " B=", b_nvfp4 ? (b_2d ? "nvfp4 2d" : "nvfp4") : "dense", " -> ", dtype_name(out_dtype));
     return s;
   }
   s = cat(op_name(op), " ", dtype_name(in_dtype), "[", rows, ", ", cols, "]");
@@ -111,6 +111,10 @@ std::string reject_variant(const KernelVariant& v, const Problem& p, const Devic
     if (cc < v.min_cc || cc > v.max_cc) {
       return cat("needs compute capability ", v.min_cc / 10, ".", v.min_cc % 10, " to ", v.max_cc / 10, ".",
                  v.max_cc % 10, "; ", device.label(), " is ", device.cc_major, ".", device.cc_minor);
+    }
+    if (v.compiled_archs.empty()) {
+      return cat("this build compiled no image of it (an architecture-specific kernel): rebuild with sm_", cc,
+                 "'s 'a' architecture in CMAKE_CUDA_ARCHITECTURES (e.g. ", cc, "a)");
     }
     if (!detail::image_runs_on(v.compiled_archs, cc)) {
       return cat("no image for sm_", cc, " in this build (compiled for ", detail::join(v.compiled_archs, ";"),

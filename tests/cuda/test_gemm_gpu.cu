@@ -13,9 +13,12 @@
 //     sparse inputs, on which every product and partial sum is exact in FP32: equal to the oracle;
 //   - a second call into D poisoned with 0x5A gives the same bytes (every element written, and
 //     written the same way);
-//   - under a context whose DispatchSettings::smem_budget is 101376 B, selection (ctx.select on the
-//     call's Problem) picks gemm_dequant_cublaslt (it needs no shared memory) and the call gives
-//     the same bytes as under no cap (or, should a future kernel win there, its own bound check).
+//   - every CUDA GEMM backend that can serve the case runs it, forced through a context whose
+//     DispatchSettings::force_kernel names it, and passes each check above: the backends agree
+//     with each other within the bound, and exactly on grid-valued inputs;
+//   - under a context whose DispatchSettings::smem_budget is 101376 B, selection picks a
+//     configuration within it, and the call gives the bound (the same bytes when it selects the
+//     same variant as without a cap: a tile's width changes no element's accumulation order).
 // The oracle is O(M N K) on one host thread (~0.6-2 ns per multiply-add): the 4096^3 case checks
 // spread rows of D against an oracle of those rows only (and that every element is finite), and
 // each test prints the seconds its host side took.
@@ -32,6 +35,7 @@
 #include <functional>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -60,9 +64,8 @@ using test::upload;
 constexpr uint8_t kPoison = 0xFF;       // NaN in every output dtype: an unwritten element cannot pass
 constexpr uint8_t kPoisonAgain = 0x5A;  // a finite pattern for the repeated call
 constexpr int64_t kSmallBudget = 101376;
-// The one CUDA GEMM variant fp4kit has: a fallback that uses no shared memory, so it must stay
-// selectable under any budget. (When fused kernels land, name here which budget selects which.)
-constexpr const char* kFallbackVariant = "gemm_dequant_cublaslt";
+// The fused sm_90a kernel: it must run wherever it can (checked on sm_90 devices).
+constexpr const char* kSm90Variant = "sm90_gemm_nvfp4";
 constexpr int kMaxFailingCases = 8;
 
 // HostMatrix::view() is non-const; the oracle only reads.
@@ -516,6 +519,34 @@ class GpuGemm : public testing::Test {
     DispatchSettings small;
     small.smem_budget = kSmallBudget;
     small_budget_ = std::make_unique<Context>(small, Registry::builtin());
+    const Registry registry = Registry::builtin();
+    for (const KernelVariant& v : registry.variants()) {
+      if (v.op != OpKind::kGemm || v.device_type != DeviceType::kCuda) continue;
+      DispatchSettings forced;
+      forced.force_kernel = v.name;
+      backends_.emplace_back(v.name, std::make_unique<Context>(forced, Registry::builtin()));
+    }
+  }
+
+  // The backends that can serve `problem` on the GPU, each with the context that forces it.
+  std::vector<std::pair<std::string, Context*>> serving(const Problem& problem) {
+    std::vector<std::pair<std::string, Context*>> out;
+    for (auto& [name, ctx] : backends_) {
+      try {
+        const Selection s = ctx->select(problem, ctx->device(kGpu));
+        if (s.ok()) out.emplace_back(name, ctx.get());
+      } catch (const Error&) {
+        // Forced but infeasible (the reason is in the message): this backend does not serve it.
+      }
+    }
+    return out;
+  }
+
+  // Whether the device can run the fused sm_90a kernel in this build (then cases it serves must run on it).
+  bool sm90_expected() {
+    const DeviceInfo& d = no_cap_->device(kGpu);
+    const KernelVariant* v = no_cap_->registry().find(kSm90Variant);
+    return v && d.compute_capability() == 90 && !v->compiled_archs.empty();
   }
 
   cudaStream_t stream() const { return stream_.get(); }
@@ -580,53 +611,63 @@ class GpuGemm : public testing::Test {
       const Problem problem = gemm_problem(c, out);
       const std::string variant = selected(*no_cap_, problem);
       const std::string small_variant = selected(*small_budget_, problem);
-      expect(small_variant == kFallbackVariant ? testing::AssertionSuccess()
-                                               : testing::AssertionFailure()
-                                                     << "under smem_budget " << kSmallBudget << " B selection chose '"
-                                                     << small_variant << "', want " << kFallbackVariant,
-             where);
-
-      const std::vector<uint8_t> first = run(a, b, out, c.m, c.n, o, no_cap_.get(), kPoison);
-      const std::vector<float> got = checked_values(first, out, c.n, h.rows);
       const std::vector<float> want = oracle_in(h.oracle, out);
-      if (c.values == Values::kGrid) {
-        expect(equals_oracle(got, want, c.n, h.rows), where + ": grid-valued inputs must give the oracle exactly");
-      }
       test::GemmBoundCheck check;
       check.rows = static_cast<int64_t>(h.rows.size());
       check.cols = c.n;
       check.k = c.gemm_k();
       check.out = out;
-      check.got = got.data();
       check.oracle = want.data();
       check.abs_sums = h.abs_sums.data();
       check.epilogue_abs = h.epilogue_abs.empty() ? nullptr : h.epilogue_abs.data();
       check.row_ids = h.rows.data();
-      expect(test::within_gemm_bound(check), where + " (" + variant + ")");
-      if (static_cast<int64_t>(h.rows.size()) < c.m) {
-        // The rows the oracle skipped: written, and finite like every oracle value of these inputs.
-        int64_t count = 0;
-        const std::string where_nonfinite = nonfinite_summary(first, out, c.n, &count);
-        expect(count == 0 ? testing::AssertionSuccess()
-                          : testing::AssertionFailure() << count << " NaN or infinite elements in D:" << where_nonfinite,
-               where + ", every row");
-      }
+      // D from one call of `name` against the oracle: exact on grid inputs, else the bound; the
+      // rows the oracle skipped written and finite like every oracle value of these inputs.
+      const auto check_result = [&](const std::vector<uint8_t>& bytes, const std::string& name) {
+        const std::vector<float> got = checked_values(bytes, out, c.n, h.rows);
+        if (c.values == Values::kGrid) {
+          expect(equals_oracle(got, want, c.n, h.rows),
+                 where + " (" + name + "): grid-valued inputs must give the oracle exactly");
+        }
+        check.got = got.data();
+        expect(test::within_gemm_bound(check), where + " (" + name + ")");
+        if (static_cast<int64_t>(h.rows.size()) < c.m) {
+          int64_t count = 0;
+          const std::string where_nonfinite = nonfinite_summary(bytes, out, c.n, &count);
+          expect(count == 0 ? testing::AssertionSuccess()
+                            : testing::AssertionFailure() << count << " NaN or infinite elements in D:" << where_nonfinite,
+                 where + " (" + name + "), every row");
+        }
+      };
 
-      const std::vector<uint8_t> again = run(a, b, out, c.m, c.n, o, no_cap_.get(), kPoisonAgain);
-      expect(again == first ? testing::AssertionSuccess()
-                            : testing::AssertionFailure() << "a second call (D poisoned with 0x5A) gave other bytes",
+      std::vector<uint8_t> selected_bytes;
+      const auto backends = serving(problem);
+      if (sm90_expected() && c.a != AForm::kDenseBf16 && c.gemm_k() % 256 == 0) {
+        const bool ran = std::any_of(backends.begin(), backends.end(), [](const auto& b) { return b.first == kSm90Variant; });
+        expect(ran ? testing::AssertionSuccess() : testing::AssertionFailure() << kSm90Variant << " cannot serve it",
+               where);
+      }
+      for (const auto& [name, ctx] : backends) {
+        ++runs_[name];
+        const std::vector<uint8_t> first = run(a, b, out, c.m, c.n, o, ctx, kPoison);
+        check_result(first, name);
+        const std::vector<uint8_t> again = run(a, b, out, c.m, c.n, o, ctx, kPoisonAgain);
+        expect(again == first ? testing::AssertionSuccess()
+                              : testing::AssertionFailure() << "a second call (D poisoned with 0x5A) gave other bytes",
+               where + " (" + name + ")");
+        if (name == variant) selected_bytes = first;
+      }
+      expect(!selected_bytes.empty() ? testing::AssertionSuccess()
+                                      : testing::AssertionFailure() << "the selected variant '" << variant
+                                                                    << "' is not among the serving backends",
              where);
       const std::vector<uint8_t> small = run(a, b, out, c.m, c.n, o, small_budget_.get(), kPoison);
+      check_result(small, small_variant + " under smem_budget " + std::to_string(kSmallBudget));
       if (small_variant == variant) {
-        expect(small == first ? testing::AssertionSuccess()
-                              : testing::AssertionFailure() << "the same variant under smem_budget " << kSmallBudget
-                                                            << " B gave other bytes",
+        expect(small == selected_bytes ? testing::AssertionSuccess()
+                                       : testing::AssertionFailure() << "the same variant under smem_budget "
+                                                                     << kSmallBudget << " B gave other bytes",
                where);
-      } else {
-        const std::vector<float> got_small = checked_values(small, out, c.n, h.rows);
-        check.got = got_small.data();
-        expect(test::within_gemm_bound(check), where + ", smem_budget " + std::to_string(kSmallBudget) + " (" +
-                                                   small_variant + ")");
       }
     }
     return ok;
@@ -650,12 +691,15 @@ class GpuGemm : public testing::Test {
       }
     }
     std::cout << what << ": " << cases.size() << " cases, host side (inputs, quantization, oracle, bound) "
-              << std::fixed << std::setprecision(2) << host_seconds << " s on one thread\n"
-              << std::defaultfloat;
+              << std::fixed << std::setprecision(2) << host_seconds << " s on one thread; backend runs:";
+    for (const auto& [name, count] : runs_) std::cout << " " << name << " " << count;
+    std::cout << "\n" << std::defaultfloat;
   }
 
   StreamPtr stream_;
   std::unique_ptr<Context> no_cap_, small_budget_;
+  std::vector<std::pair<std::string, std::unique_ptr<Context>>> backends_;  // one forcing context per CUDA GEMM variant
+  std::map<std::string, int> runs_;                                          // cases (and dtypes) each backend ran
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -667,7 +711,8 @@ struct NK {
   int64_t n, k;
 };
 // Multiples of 16 that are not multiples of 128 (partial tiles along N and K in any tiling).
-constexpr NK kNKs[] = {{80, 48}, {272, 400}};
+// And one with K % 256 == 0 (the fused sm_90a kernel's rule) and N not a multiple of 64.
+constexpr NK kNKs[] = {{80, 48}, {272, 400}, {208, 512}};
 
 // A case of shape m x n x k with operand forms a and b; every other field at its default.
 GemmCase make_case(int64_t m, int64_t n, int64_t k, AForm a = AForm::kRowwise, BForm b = BForm::kRowwise,
@@ -732,6 +777,16 @@ std::vector<GemmCase> feature_cases(Values values) {
     c.bias = DType::kF32;
   });
   add(272, 80, 400, AForm::kColumnwise, BForm::kColumnwise, [](GemmCase& c) { c.production = true; });
+  // The same forms with K % 256 == 0, which the fused sm_90a kernel serves.
+  add(65, 208, 512, AForm::kRowScaled, BForm::k2D, [](GemmCase& c) {
+    c.alpha = 2.0f;
+    c.beta = 0.5f;
+    c.c_in_d_dtype = true;
+    c.bias = DType::kBF16;
+  });
+  add(1000, 208, 768, AForm::kRowwise, BForm::k2D, [](GemmCase& c) { c.bias = DType::kF32; });
+  add(208, 80, 512, AForm::kColumnwise, BForm::kColumnwise, [](GemmCase& c) { c.production = true; });
+  add(65, 208, 500, AForm::kColumnwise, BForm::kColumnwise);  // K = pad16(500) = 512
   return cases;
 }
 
@@ -762,6 +817,9 @@ std::vector<GemmCase> sanitizer_cases() {
   add(7, 80, 48, AForm::kRowScaled, BForm::k2D, 0.5f, true, DType::kBF16);
   add(5, 16, 48, AForm::kDenseBf16, BForm::kRowwise, 0.0f, false, DType::kBF16);
   add(16, 32, 20, AForm::kColumnwise, BForm::kColumnwise, 0.0f, false, std::nullopt);
+  // K % 256 == 0: the fused sm_90a kernel too (two stages, partial M and N tiles).
+  add(7, 80, 512, AForm::kRowScaled, BForm::k2D, 0.5f, true, DType::kBF16);
+  add(130, 272, 256, AForm::kRowwise, BForm::kRowwise, 0.0f, false, std::nullopt);
   return cases;
 }
 
@@ -833,42 +891,32 @@ TEST_F(GpuGemm, NanScaleBlocksMakeExactlyTheirOutputsNan) {
   EXPECT_EQ(wrong, 0);
 }
 
-// N is not validated before selection (src/dispatch/ops.cpp checks K, dtypes, shapes and devices,
-// and NVFP4 operands always have a K that is a multiple of 16): a GEMM whose N is not a multiple of
-// 16 (M odd too) must give the bound, or, if no CUDA variant takes it, a clear kUnsupported error
-// that leaves D unwritten; never wrong values.
-TEST_F(GpuGemm, NNotAMultipleOf16GivesTheBoundOrAClearError) {
+// On a GPU, N must be a multiple of 16 (include/fp4kit/ops.hpp): any other N is a kShapeMismatch
+// before selection, naming N, with D left unwritten.
+TEST_F(GpuGemm, NNotAMultipleOf16IsAClearError) {
   for (const int64_t n : {1, 20, 65}) {
     GemmCase c;
     c.m = 7;
     c.n = n;
     c.k = 48;
-    c.bias = DType::kF32;
     const std::string label = c.describe();
     guarded(label, [&] {
       const HostSide h = prepare(c, 300 + static_cast<uint64_t>(n));
-      const Problem problem = gemm_problem(c, DType::kBF16);
-      const Selection s = no_cap_->select(problem, no_cap_->device(kGpu));
-      if (s.ok()) return check_case(c, h);
-      std::cout << label << ": no CUDA variant takes it:\n" << explain(s, problem, no_cap_->device(kGpu));
       const DeviceOperand a = to_device(h.a), b = to_device(h.b);
-      const GpuMatrix bias = upload(HostMatrix(1, n, h.bias, DType::kF32));
-      GemmOptions o;
-      o.bias = TensorView::vector(bias.mem.get(), DType::kF32, n, kGpu);
       const size_t bytes = static_cast<size_t>(c.m * n) * 2;
       const DevicePtr d = device_alloc(bytes);
       FP4KIT_CUDA_OK(cudaMemset(d.get(), kPoison, bytes));
       const test::Caught caught = test::catch_error([&] {
-        gemm(a.op(), b.op(), TensorView::matrix(d.get(), DType::kBF16, c.m, n, kGpu), o, target(no_cap_.get()));
+        gemm(a.op(), b.op(), TensorView::matrix(d.get(), DType::kBF16, c.m, n, kGpu), {}, target(no_cap_.get()));
         sync();
       });
-      EXPECT_TRUE(caught.thrown && caught.code == ErrorCode::kUnsupported)
-          << label << ": selection found no variant, so the call must throw kUnsupported; got "
-          << (caught.thrown ? caught.what : std::string("no error"));
+      EXPECT_TRUE(caught.thrown && caught.code == ErrorCode::kShapeMismatch &&
+                  caught.what.find("N=" + std::to_string(n)) != std::string::npos)
+          << label << ": want kShapeMismatch naming N; got " << (caught.thrown ? caught.what : std::string("no error"));
       const std::vector<uint8_t> after = download(d.get(), bytes);
       EXPECT_TRUE(std::all_of(after.begin(), after.end(), [](uint8_t v) { return v == kPoison; }))
           << label << ": a rejected call wrote to D";
-      return false;
+      return caught.thrown;
     });
   }
 }
@@ -951,6 +999,50 @@ TEST_F(GpuGemm, UnservedOrInvalidRequestsGiveClearErrors) {
     EXPECT_TRUE(std::all_of(after.begin(), after.end(), [](uint8_t v) { return v == kPoison; }))
         << r.name << ": a rejected call wrote to D";
     std::cout << r.name << ": " << error_code_name(caught.code) << ": " << caught.what << "\n";
+  }
+}
+
+// Not a check: the time of each serving backend on 8192^3 W4A4 (operands quantized on the GPU from
+// random bf16), for quick kernel iterations on a GPU machine. `fp4kit bench gemm` is the benchmark.
+// Run with --gtest_also_run_disabled_tests --gtest_filter=GpuGemm.DISABLED_TimeBackends.
+TEST_F(GpuGemm, DISABLED_TimeBackends) {
+  for (const int64_t size : {int64_t{4096}, int64_t{8192}}) {
+    const int64_t M = size, N = size, K = size;
+    const auto random_bf16 = [&](int64_t rows, int64_t cols, uint64_t seed) {
+      const std::vector<float> v = test::normals(rows * cols, seed);
+      return upload(HostMatrix(rows, cols, v, DType::kBF16));
+    };
+    const GpuMatrix x = random_bf16(M, K, 1), w = random_bf16(N, K, 2);
+    const Nvfp4Tensor qa = quantize(x.view, QuantParams{}, target(no_cap_.get()));
+    const Nvfp4Tensor qb = quantize(w.view, QuantParams{}, target(no_cap_.get()));
+    const DevicePtr d = device_alloc(static_cast<size_t>(M * N) * 2);
+    const TensorView dv = TensorView::matrix(d.get(), DType::kBF16, M, N, kGpu);
+    Problem problem;
+    problem.op = OpKind::kGemm;
+    problem.rows = M;
+    problem.cols = N;
+    problem.k = K;
+    problem.in_dtype = DType::kU8;
+    problem.out_dtype = DType::kBF16;
+    for (const auto& [name, ctx] : serving(problem)) {
+      const auto call = [&] { gemm(GemmOperand::quantized(qa), GemmOperand::quantized(qb), dv, {}, target(ctx)); };
+      for (int i = 0; i < 3; ++i) call();
+      cudaEvent_t e0, e1;
+      FP4KIT_CUDA_OK(cudaEventCreate(&e0));
+      FP4KIT_CUDA_OK(cudaEventCreate(&e1));
+      constexpr int kIters = 10;
+      FP4KIT_CUDA_OK(cudaEventRecord(e0, stream()));
+      for (int i = 0; i < kIters; ++i) call();
+      FP4KIT_CUDA_OK(cudaEventRecord(e1, stream()));
+      sync();
+      float ms = 0;
+      FP4KIT_CUDA_OK(cudaEventElapsedTime(&ms, e0, e1));
+      const double us = 1e3 * ms / kIters;
+      std::cout << name << " " << M << "x" << N << "x" << K << ": " << us << " us, "
+                << 2.0 * M * N * K / (us * 1e-6) * 1e-12 << " TFLOP/s\n";
+      cudaEventDestroy(e0);
+      cudaEventDestroy(e1);
+    }
   }
 }
 

@@ -41,4 +41,13 @@ void launch_gemm_dequant_cublaslt(int64_t m, int64_t n, int64_t k, const GemmOpe
 // "" when the GEMM kernels have an image for the device, else why not.
 std::string gemm_image_problem(const DeviceInfo& device);
 
+// The fused sm_90a kernel (sm90_gemm_nvfp4.cu): A and B NVFP4 (A 1D or row-scaled, B 1D or 2D),
+// K % 256 == 0, N % 16 == 0, any M; code and scale rows 16-byte aligned (dense fp4kit tensors are).
+// The configuration (128 x tile_n, stages) is one of kSm90GemmShapes. No device buffer is used.
+void launch_gemm_sm90_nvfp4(int64_t m, int64_t n, int64_t k, const GemmOperandPointers& a, const GemmOperandPointers& b,
+                            void* d, DType d_dtype, int64_t d_stride, const GemmEpilogue& epilogue, int tile_n,
+                            int stages, int device, void* stream);
+std::string sm90_gemm_image_problem(const DeviceInfo& device);
+
+
 }  // namespace fp4kit::cuda
