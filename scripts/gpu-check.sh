@@ -37,6 +37,7 @@ built=$?
 if [ $built -eq 0 ] && [ "${GPU_CHECK_ONLY:-}" = bench ]; then
   step bench sh -c '"$0" bench quantize --json >"$1"' "$build/fp4kit" "$out/bench.json"
   step bench_rht sh -c '"$0" bench rht --json >"$1"' "$build/fp4kit" "$out/bench_rht.json"
+  step bench_gemm sh -c '"$0" bench gemm --json >"$1"' "$build/fp4kit" "$out/bench_gemm.json"
 elif [ $built -eq 0 ]; then
   # Four at a time: the CPU references of the GPU tests are the long part, and the whole script
   # must stay under the device tool's 10 minutes per command.
@@ -50,11 +51,12 @@ elif [ $built -eq 0 ]; then
     --gtest_filter="*GpuQuantizeShape*/17x32:*GpuRhtShape*/17x32:GpuTest.*"
   step demo "$build/fp4kit" demo --json
   step info "$build/fp4kit" info --json
-  # The quantization benchmarks: each one's JSON (stdout) to bench.json / bench_rht.json, its
+  # The benchmarks: each one's JSON (stdout) to bench.json / bench_rht.json / bench_gemm.json, its
   # progress lines (stderr) to its log. A missed target still exits 0; a result that differs from
-  # the CPU reference exits 1.
+  # the CPU reference (bench gemm: from the portable exact GEMM, beyond the §7 bound) exits 1.
   step bench sh -c '"$0" bench quantize --json >"$1"' "$build/fp4kit" "$out/bench.json"
   step bench_rht sh -c '"$0" bench rht --json >"$1"' "$build/fp4kit" "$out/bench_rht.json"
+  step bench_gemm sh -c '"$0" bench gemm --json >"$1"' "$build/fp4kit" "$out/bench_gemm.json"
 fi
 
 python3 - "$out" <<'PY'
@@ -88,7 +90,7 @@ if info.exists():
     except Exception as e:
         report["info_error"] = str(e)
 benches = {"bench": "bench", "bench_rht": "bench rht"}  # step (and report key) -> title of its lines
-for key in benches:
+for key in (*benches, "bench_gemm"):
     bench = out / f"{key}.json"  # kept beside report.json
     if bench.exists():
         try:
@@ -98,7 +100,7 @@ for key in benches:
 report["ok"] = all(s["exit"] == 0 for s in report["steps"].values())
 (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
 # The device tool returns at most 8 files: keep report.json, info.json, bench.json, bench_rht.json,
-# ctest.xml, device.txt and one logs.txt holding every step's log (7).
+# bench_gemm.json, ctest.xml, device.txt and one logs.txt holding every step's log (8).
 if info.exists():
     info.rename(out / "info.json")
 with open(out / "logs.txt", "w") as logs:
@@ -108,7 +110,7 @@ with open(out / "logs.txt", "w") as logs:
             logs.write(f"===== {name} (exit {report['steps'][name]['exit']}) =====\n{log.read_text()}\n")
             log.unlink()
 (out / "steps.txt").unlink()
-print(json.dumps({k: v for k, v in report.items() if k not in ("info_device", *benches)}, indent=2))
+print(json.dumps({k: v for k, v in report.items() if k not in ("info_device", *benches, "bench_gemm")}, indent=2))
 for key, title in benches.items():  # one line per measurement: the reply carries only the end of the output
     if key not in report:
         continue
@@ -120,4 +122,22 @@ for key, title in benches.items():  # one line per measurement: the reply carrie
             f"target {r['target']:.2f} {'PASS' if r['meets_target'] else 'FAIL'}"
         print(f"  {r['shape'][0]}x{r['shape'][1]:<6} {r['mode']:<23} {r['median_us']:9.1f} us {r['gbps']:8.1f} GB/s "
               f"{r['ratio']:.3f} of copy ({target}) {r['verified']} {r['kernel']}")
+if "bench_gemm" in report:  # per shape: the ceilings and target, then each fp4kit line that ran
+    b = report["bench_gemm"]
+    print(f"bench gemm: {b['device']['name']}, cuBLASLt {b['device']['cublaslt_version']}")
+    for r in b["results"]:
+        s, c, t = r["shape"], r["ceiling"], r["target"]
+        fp8 = c["cublaslt_fp8"]
+        fp8 = f"{fp8['median_us']:.1f} us" if fp8.get("available") else "n/a"
+        value = "-" if t["value"] is None else f"{t['value']:.2f}x"
+        print(f"  {s['m']}x{s['n']}x{s['k']}: bf16 {c['cublas_bf16']['median_us']:.1f} us "
+              f"({c['cublas_bf16']['tflops']:.0f} TFLOP/s), fp8 {fp8}; target {value} "
+              f"{'met' if t['met'] else 'MISSED'} {t['note']}")
+        ran = [x for x in r["fp4kit"] if x["ran"]]
+        for x in ran:
+            check = "MISMATCH" if x["check"].startswith("MISMATCH") else x["check"][:20]
+            print(f"    {x['mode']:<5} {x['median_us']:9.1f} us {x['tflops']:6.0f} TFLOP/s "
+                  f"{x['ratio_to_cublas_bf16']:5.2f}x {check:<9} {x['kernel']}")
+        print(f"    ({len(r['fp4kit']) - len(ran)} not run; selected: "
+              + ", ".join(f"{m} {x.get('kernel', '')}" for m, x in r["selected"].items()) + ")")
 PY

@@ -146,6 +146,33 @@ void register_cuda_variants(Registry& registry) {
   gemm.check_image = [](const DeviceInfo& d) { return cuda::gemm_image_problem(d); };
   registry.add(std::move(gemm));
 
+  // Backend 4: Blackwell's native block-scaled FP4 GEMM through cuBLASLt (compile-only where no
+  // such GPU is at hand). It runs where the FP4 tensor cores are (sm_100 and newer) and the loaded
+  // cuBLASLt has them; cuBLASLt's heuristic picks the tactic, and finding none is a clear error at
+  // launch.
+  KernelVariant lt4 = cuda_variant("sm100_gemm_cublaslt_nvfp4", OpKind::kGemm,
+                                   "native block-scaled FP4 GEMM through cuBLASLt (E2M1 x E2M1, UE4M3 scales per 16 "
+                                   "elements, FP32 compute), the contract's alpha computed on the device");
+  lt4.min_cc = 100;
+  lt4.min_cublaslt = 120800;  // cuBLAS 12.8 brought CUDA_R_4F_E2M1 with CUBLASLT_MATMUL_MATRIX_SCALE_VEC16_UE4M3
+  // Native FP4 tensor cores outrank every kernel that emulates them, whatever their order among
+  // themselves (tests/cpu/test_sm100_gemm_dispatch.cpp checks it against every GEMM variant).
+  lt4.priority = 100;
+  lt4.configs = {KernelConfig{"cublaslt_heuristic", 0, 0, 0, 1, 0}};
+  lt4.smem_bytes = [](const KernelConfig&) -> int64_t { return 0; };  // cuBLASLt's kernels size their own
+  lt4.check_problem = [](const Problem& p) -> std::string {
+    if (!p.a_nvfp4 || !p.b_nvfp4) return "multiplies NVFP4 by NVFP4; a dense operand goes to the other GEMM backends";
+    if (p.a_row_scaled) {
+      return "applies one global scale per operand (cuBLASLt's alpha); a row-scaled A (per-row alpha) goes to the "
+             "other GEMM backends";
+    }
+    // Leading dimensions of 16 bytes: cuBLASLt's rule for its narrow-type operands.
+    if (p.k % 32 != 0) return cat("needs K a multiple of 32 (16-byte rows of E2M1 codes); K is ", p.k);
+    return {};
+  };
+  lt4.check_image = [](const DeviceInfo& d) { return cuda::gemm_sm100_cublaslt_image_problem(d); };
+  registry.add(std::move(lt4));
+
   KernelVariant dq = cuda_variant("sm80_dequantize", OpKind::kDequantize, "NVFP4 to f32/f16/bf16, a block per thread");
   dq.configs = {KernelConfig{"256t", 0, 0, 0, 1, 256}};
   dq.smem_bytes = [](const KernelConfig&) -> int64_t { return 0; };

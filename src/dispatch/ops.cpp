@@ -405,6 +405,16 @@ void gemm(const GemmOperand& a, const GemmOperand& b, const TensorView& d, const
                                         md.data, md.dtype, md.row_stride, gemm_epilogue_of(options, mc),
                                         c.selection.config.tile_n, c.stages(), target.device.index, target.stream);
   }
+  if (c.name() == "sm100_gemm_cublaslt_nvfp4") {  // A and B are NVFP4 (its check_problem)
+    // The swizzled scales a quantization with swizzled_scales wrote; null: the launcher swizzles.
+    const auto swizzled = [](const ref::GemmInput& in) {
+      return in.part ? static_cast<const uint8_t*>(in.part->scales_swizzled.data) : nullptr;
+    };
+    return cuda::launch_gemm_sm100_cublaslt_nvfp4(ia.rows, ib.rows, ia.k, gemm_pointers_of(ia, "A"), swizzled(ia),
+                                                  gemm_pointers_of(ib, "B"), swizzled(ib), md.data, md.dtype,
+                                                  md.row_stride, gemm_epilogue_of(options, mc), target.device.index,
+                                                  target.stream);
+  }
   if (c.name() == "gemm_dequant_cublaslt") {
     return cuda::launch_gemm_dequant_cublaslt(ia.rows, ib.rows, ia.k, gemm_pointers_of(ia, "A"), gemm_pointers_of(ib, "B"),
                                               md.data, md.dtype, md.row_stride, gemm_epilogue_of(options, mc),

@@ -99,6 +99,9 @@ std::string budget_source(const DeviceInfo& device, const DispatchSettings& sett
 
 std::string version_text(int v) { return cat(v / 1000, ".", (v % 1000) / 10); }
 
+// cublasLtGetVersion() is 10000*major + 100*minor + patch: 120800 -> "12.8.0 (120800)".
+std::string cublaslt_text(int64_t v) { return cat(v / 10000, ".", v / 100 % 100, ".", v % 100, " (", v, ")"); }
+
 // Why a whole variant cannot serve this problem on this device ("" when it can). Order: device
 // kind, capability, compiled image, versions, then the variant's own problem rules.
 std::string reject_variant(const KernelVariant& v, const Problem& p, const DeviceInfo& device) {
@@ -124,19 +127,19 @@ std::string reject_variant(const KernelVariant& v, const Problem& p, const Devic
     if (device.profile.empty() && v.check_image) {
       if (std::string why = v.check_image(device); !why.empty()) return why;
     }
-    // Versions are known for real devices only; a profile is planned with this build's toolkit.
-    if (device.profile.empty()) {
-      if (v.min_runtime && device.runtime_version < v.min_runtime) {
-        return cat("needs CUDA runtime >= ", version_text(v.min_runtime), ", loaded is ", version_text(device.runtime_version));
-      }
-      if (v.min_driver && device.driver_version < v.min_driver) {
-        return cat("needs a driver supporting CUDA >= ", version_text(v.min_driver), ", it supports ",
-                   version_text(device.driver_version), ": update the NVIDIA driver");
-      }
-      if (v.min_cublaslt && device.cublaslt_version < v.min_cublaslt) {
-        return cat("needs cuBLASLt >= ", v.min_cublaslt, ", loaded is ", device.cublaslt_version,
-                   ": put a newer libcublasLt first on the library path");
-      }
+    // A real device's versions are those loaded. A profile is planned with this build's toolkit,
+    // unless it states a version (non-zero) to plan for: then that one is checked.
+    const bool real = device.profile.empty();
+    if (v.min_runtime && (real || device.runtime_version) && device.runtime_version < v.min_runtime) {
+      return cat("needs CUDA runtime >= ", version_text(v.min_runtime), ", loaded is ", version_text(device.runtime_version));
+    }
+    if (v.min_driver && (real || device.driver_version) && device.driver_version < v.min_driver) {
+      return cat("needs a driver supporting CUDA >= ", version_text(v.min_driver), ", it supports ",
+                 version_text(device.driver_version), ": update the NVIDIA driver");
+    }
+    if (v.min_cublaslt && (real || device.cublaslt_version) && device.cublaslt_version < v.min_cublaslt) {
+      return cat("needs cuBLASLt >= ", cublaslt_text(v.min_cublaslt), ", ", real ? "loaded is " : "the profile has ",
+                 cublaslt_text(device.cublaslt_version), ": put a newer libcublasLt first on the library path");
     }
   }
   if (v.check_problem) return v.check_problem(p);

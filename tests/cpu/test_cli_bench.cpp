@@ -1,8 +1,8 @@
-// `fp4kit bench quantize` and `fp4kit bench rht`, run as a process (FP4KIT_CLI_PATH): without a CUDA
-// GPU (or without CUDA backends) each must fail cleanly (exit 1, the reason and the hint on stderr,
-// nothing on stdout); malformed options are usage errors (exit 2); on a GPU machine the JSON of
-// `bench quantize` must carry every field, with bytes, ratios, verdicts and the selected kernels
-// that the library computes in-process.
+// `fp4kit bench quantize`, `fp4kit bench rht` and `fp4kit bench gemm`, run as a process
+// (FP4KIT_CLI_PATH): without a CUDA GPU (or without CUDA backends) each must fail cleanly (exit 1,
+// the reason and the hint on stderr, nothing on stdout); malformed options are usage errors (exit
+// 2); on a GPU machine the JSON of `bench quantize` and `bench gemm` must carry every field, with
+// bytes, ratios, verdicts and the selected kernels that the library computes in-process.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cli_runner.hpp"
@@ -34,8 +35,9 @@ TEST(CliBench, HelpExitsZero) {
   EXPECT_EQ(bench.status, 0) << bench.err;
   EXPECT_TRUE(contains(bench.out, "quantize"));
   EXPECT_TRUE(contains(bench.out, "rht"));
+  EXPECT_TRUE(contains(bench.out, "gemm"));
 
-  for (const char* sub : {"quantize", "rht"}) {
+  for (const char* sub : {"quantize", "rht", "gemm"}) {
     SCOPED_TRACE(sub);
     const CliRun help = run_cli(std::string("bench ") + sub + " --help");
     EXPECT_EQ(help.status, 0) << help.err;
@@ -83,10 +85,48 @@ TEST(CliBench, MalformedOptionsAreUsageErrors) {
   expect_usage_error("bench", "subcommand");
 }
 
+// The help of `bench gemm` states the ceilings, the method, the check and both targets.
+TEST(CliBench, GemmHelpNamesCeilingsMethodAndTargets) {
+  const CliRun r = run_cli("bench gemm --help");
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* piece : {"cuBLASLt BF16 x BF16", "E4M3 x E4M3", "FP32 compute", "W4A4", "W4A16",
+                            "every CUDA GEMM variant", "plain selection", "twice the L2", "its own CUDA events",
+                            "gemm_dequant_cublaslt", "NUMERICS 7 bound", "a mismatch exits 1", "sm90_gemm_nvfp4",
+                            ">= 0.90x cuBLAS BF16 throughput", "M <= 64", ">= 2.5x faster than cuBLAS BF16",
+                            "8192x8192x8192", "16384x4096x14336", "1x28672x8192", "64x28672x8192"}) {
+    EXPECT_TRUE(contains(r.out, piece)) << piece;
+  }
+}
+
+TEST(CliBench, GemmMalformedOptionsAreUsageErrors) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"--shapes 8192x8192", "'8192x8192' is not MxNxK"},
+      {"--shapes x8192x8192", "'x8192x8192' is not MxNxK"},
+      {"--shapes 0x64x64", "'0x64x64' is not MxNxK"},
+      {"--shapes 16x16x16x16", "'16x16x16x16' is not MxNxK"},
+      {"--shapes 16x-16x16", "'16x-16x16' is not MxNxK"},
+      {"--shapes 16x16x16,", "'' is not MxNxK"},
+      {"--shapes 16x64x100", "K = 100 is not a multiple of 16"},
+      {"--shapes 16x100x64", "N = 100 is not a multiple of 16"},
+      {"--iters 4", "--iters"},
+      {"--iters many", "--iters"},
+      {"--frobnicate", "frobnicate"},
+  };
+  for (const auto& [options, message] : cases) {
+    const std::string args = std::string("bench gemm ") + options;
+    SCOPED_TRACE(args);
+    const CliRun r = run_cli(args);
+    EXPECT_EQ(r.status, 2) << r.err;
+    EXPECT_TRUE(contains(r.err, message));
+    EXPECT_EQ(r.out, "");
+  }
+}
+
 TEST(CliBench, NeedsCudaGpu) {
   if (cuda_device_count() > 0) GTEST_SKIP() << "a CUDA GPU is visible: CliBench.JsonOnGpu runs the benchmark instead";
-  for (const char* sub : {"quantize", "rht"}) {
-    for (const char* options : {"", " --json", " --shapes 256x256 --iters 20"}) {
+  for (const char* sub : {"quantize", "rht", "gemm"}) {
+    for (const char* options : {"", " --json", std::string(sub) == "gemm" ? " --shapes 64x64x64 --iters 5"
+                                                                           : " --shapes 256x256 --iters 20"}) {
       const std::string args = std::string("bench ") + sub + options;
       SCOPED_TRACE(args);
       const CliRun r = run_cli(args);
@@ -168,6 +208,96 @@ TEST(CliBench, JsonOnGpu) {
     ASSERT_TRUE(sel.ok());
     EXPECT_TRUE(contains(j["selected"][m.name].get<std::string>(), sel.variant->name + " [" + sel.config.name + "]"));
   }
+}
+
+// On a GPU machine: a small `bench gemm`, whose JSON must carry every documented field, one entry
+// per CUDA GEMM variant of the registry and mode (run and checked, or the reason it did not run),
+// figures that agree with each other, and the selections the library makes in-process.
+TEST(CliBench, GemmJsonOnGpu) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU is visible: CliBench.NeedsCudaGpu covers this machine";
+  const CliRun r = run_cli("bench gemm --json --shapes 256x512x1024,16x512x1024 --iters 10");
+  ASSERT_EQ(r.status, 0) << r.err;
+  Json j;
+  ASSERT_NO_THROW(j = Json::parse(r.out)) << r.out;
+
+  Context& ctx = default_context();
+  const DeviceInfo& device = ctx.device({DeviceType::kCuda, 0});
+  EXPECT_EQ(j["device"]["name"], device.name);
+  EXPECT_EQ(j["device"]["l2_bytes"], device.l2_bytes);
+  EXPECT_GE(j["method"]["l2_flush_bytes"].get<int64_t>(), 2 * device.l2_bytes);
+  EXPECT_EQ(j["method"]["max_timed_runs"], 10);
+  EXPECT_EQ(j["targets"]["training"]["variant"], "sm90_gemm_nvfp4");
+  EXPECT_EQ(j["targets"]["training"]["min_ratio_to_cublas_bf16"], 0.90);
+  EXPECT_EQ(j["targets"]["decode"]["max_m"], 64);
+  EXPECT_EQ(j["targets"]["decode"]["min_speedup_over_cublas_bf16"], 2.5);
+
+  const Registry registry = Registry::builtin();
+  std::vector<std::string> variants;
+  for (const KernelVariant& v : registry.variants()) {
+    if (v.op == OpKind::kGemm && v.device_type == DeviceType::kCuda) variants.push_back(v.name);
+  }
+  const int64_t shapes[][3] = {{256, 512, 1024}, {16, 512, 1024}};
+  ASSERT_EQ(j["results"].size(), 2u);
+  int met = 0;
+  for (int si = 0; si < 2; ++si) {
+    const Json& e = j["results"][static_cast<std::size_t>(si)];
+    SCOPED_TRACE(e.dump(2));
+    const int64_t m = shapes[si][0], n = shapes[si][1], k = shapes[si][2];
+    EXPECT_EQ(e["shape"], Json({{"m", m}, {"n", n}, {"k", k}}));
+    EXPECT_EQ(e["kind"], si == 0 ? "training" : "decode");
+    const double flop = 2.0 * m * n * k;
+    EXPECT_EQ(e["flop"].get<double>(), flop);
+    const Json& bf16 = e["ceiling"]["cublas_bf16"];
+    ASSERT_EQ(bf16["available"], true);
+    const double bf16_us = bf16["median_us"].get<double>();
+    EXPECT_GT(bf16_us, 0.0);
+    EXPECT_NEAR(bf16["tflops"].get<double>(), flop / (bf16_us * 1e6), 1e-9 * flop / (bf16_us * 1e6));
+    EXPECT_TRUE(e["ceiling"]["cublaslt_fp8"].contains("available"));
+    // One entry per variant and mode, in registry order, W4A4 first.
+    ASSERT_EQ(e["fp4kit"].size(), 2 * variants.size());
+    for (std::size_t i = 0; i < e["fp4kit"].size(); ++i) {
+      const Json& x = e["fp4kit"][i];
+      EXPECT_EQ(x["variant"], variants[i % variants.size()]);
+      EXPECT_EQ(x["mode"], i < variants.size() ? "w4a4" : "w4a16");
+      if (!x["ran"].get<bool>()) {
+        EXPECT_FALSE(x["reason"].get<std::string>().empty());
+        continue;
+      }
+      const double us = x["median_us"].get<double>();
+      EXPECT_GT(us, 0.0);
+      EXPECT_LE(x["min_us"].get<double>(), us);
+      EXPECT_GE(x["runs"].get<int>(), 5);
+      EXPECT_NEAR(x["ratio_to_cublas_bf16"].get<double>(), bf16_us / us, 1e-9 * bf16_us / us);
+      const std::string check = x["check"];
+      EXPECT_TRUE(check == "match" || check == "reference") << check;
+      EXPECT_EQ(check == "reference", x["variant"] == "gemm_dequant_cublaslt");
+      EXPECT_TRUE(contains(x["kernel"].get<std::string>(), x["variant"].get<std::string>()));
+    }
+    // Plain selection: what the library selects in-process for the same problem.
+    for (const char* mode : {"w4a4", "w4a16"}) {
+      Problem p;
+      p.op = OpKind::kGemm;
+      p.rows = m;
+      p.cols = n;
+      p.k = k;
+      p.a_nvfp4 = std::string(mode) == "w4a4";
+      p.in_dtype = p.a_nvfp4 ? DType::kU8 : DType::kBF16;
+      p.out_dtype = DType::kBF16;
+      p.b_2d = true;
+      const Selection sel = ctx.select(p, device);
+      ASSERT_TRUE(sel.ok());
+      EXPECT_EQ(e["selected"][mode]["kernel"], sel.variant->name + " [" + sel.config.name + "]");
+    }
+    const Json& t = e["target"];
+    for (const char* key : {"goal", "threshold", "value", "met", "by", "note"}) EXPECT_TRUE(t.contains(key)) << key;
+    EXPECT_EQ(t["threshold"].get<double>(), si == 0 ? 0.90 : 2.5);
+    if (!t["value"].is_null()) {
+      EXPECT_EQ(t["met"].get<bool>(), t["value"].get<double>() >= t["threshold"].get<double>());
+    }
+    met += t["met"].get<bool>() ? 1 : 0;
+  }
+  EXPECT_EQ(j["targets_met"], met);
+  EXPECT_EQ(j["targets_met"].get<int>() + j["targets_missed"].get<int>(), 2);
 }
 
 }  // namespace

@@ -18,10 +18,17 @@
 // (data + scales + amax of each present direction) written once. A missed target is a measurement,
 // not an error: the exit status is 0 and the output says so; a result that differs from the CPU
 // reference is an error (exit 1).
+//
+// `gemm` times every CUDA GEMM variant of the build (forced in turn, W4A4 and W4A16) and plain
+// selection, each beside the ceilings measured in the same run: cuBLASLt BF16 and FP8 GEMMs of the
+// same shape. Each GEMM run is timed alone (an L2 flush before it, outside its events; the same
+// gate), and every fp4kit output is checked against the portable exact GEMM's within the NUMERICS
+// §7 bound (exit 1 otherwise). See the "bench gemm" section below.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <cmath>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -40,10 +47,12 @@
 #include "format.hpp"
 #include "fp4kit/dispatch.hpp"
 #include "fp4kit/error.hpp"
+#include "fp4kit/formats.hpp"
 #include "fp4kit/ops.hpp"
 #include "fp4kit/tensor.hpp"
 
 #if defined(FP4KIT_HAVE_CUDA)
+#include <cublasLt.h>
 #include <cuda_runtime.h>
 #endif
 
@@ -95,6 +104,73 @@ std::string parse_shapes(const std::string& text, std::vector<Shape>& shapes) {
       return usage + "; got '" + text + "' ('" + item + "': " + std::to_string(dims[1]) + " is not a multiple of 16)";
     }
     shapes.push_back({dims[0], dims[1]});
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return "";
+}
+
+// --- bench gemm: shapes, targets ------------------------------------------------------------------
+
+struct GemmShape {
+  int64_t m = 0;
+  int64_t n = 0;
+  int64_t k = 0;
+};
+
+// Training shapes of Llama-class layers, then decode (M tokens in flight) against two weights.
+constexpr const char* kDefaultGemmShapes =
+    "8192x8192x8192,16384x4096x4096,4096x14336x4096,16384x4096x14336,"
+    "1x8192x8192,16x8192x8192,64x8192x8192,1x28672x8192,16x28672x8192,64x28672x8192";
+constexpr int64_t kDecodeMaxM = 64;          // M up to this is a decode shape, judged by speedup
+constexpr double kTrainingTarget = 0.90;     // the fused sm_90a kernel's W4A4 throughput / cuBLAS BF16's
+constexpr double kDecodeTarget = 2.5;        // the fastest fp4kit GEMM's speedup over cuBLAS BF16
+constexpr const char* kFusedGemmVariant = "sm90_gemm_nvfp4";
+constexpr const char* kReferenceGemmVariant = "gemm_dequant_cublaslt";  // the check's reference output
+constexpr int kMinGemmIters = 5;
+constexpr double kGemmTimeBudgetUs = 200e3;  // a measurement's timed runs stop near this much GPU time
+constexpr int kGemmMinRuns = 10;             // ... but never fewer than this (or --iters, if lower)
+
+struct GemmBenchArgs {
+  bool json = false;
+  int iters = 100;  // at most; fewer where they would take longer than the time budget (bench gemm --help)
+  std::string shapes = kDefaultGemmShapes;
+};
+
+// Parses "MxNxK,MxNxK,...": positive integers, N and K multiples of 16 (K: the NVFP4 blocks; N: the
+// CUDA GEMMs' rule). Returns "" when valid, else the reason.
+std::string parse_gemm_shapes(const std::string& text, std::vector<GemmShape>& shapes) {
+  const std::string usage =
+      "expected MxNxK[,MxNxK...] (positive integers, N and K multiples of 16), e.g. 8192x8192x8192,16x28672x8192";
+  shapes.clear();
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t comma = text.find(',', start);
+    const std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    int64_t dims[3] = {0, 0, 0};
+    bool ok = true;
+    std::size_t from = 0;
+    for (int d = 0; ok && d < 3; ++d) {
+      const std::size_t x = d < 2 ? item.find('x', from) : std::string::npos;
+      if (d < 2 && x == std::string::npos) {
+        ok = false;
+        break;
+      }
+      const std::string part = item.substr(from, x == std::string::npos ? std::string::npos : x - from);
+      const auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), dims[d]);
+      // 2^31 per dimension keeps every product of two in int64 bytes.
+      ok = !part.empty() && ec == std::errc() && end == part.data() + part.size() && dims[d] > 0 &&
+           dims[d] <= (int64_t{1} << 31);
+      from = x + 1;
+    }
+    if (!ok) return usage + "; got '" + text + "' ('" + item + "' is not MxNxK)";
+    for (int d = 1; d < 3; ++d) {
+      if (dims[d] % 16 != 0) {
+        return usage + "; got '" + text + "' ('" + item + "': " + (d == 1 ? "N = " : "K = ") + std::to_string(dims[d]) +
+               " is not a multiple of 16)";
+      }
+    }
+    shapes.push_back({dims[0], dims[1], dims[2]});
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
@@ -263,13 +339,15 @@ struct Timing {
 };
 
 // Runs run(i) for i = 0 .. warmup + iters - 1 on `stream` (i is the run index: the SR offset),
-// timing the last `iters` with one pair of events each.
-template <typename Run>
-Timing time_runs(cudaStream_t stream, int warmup, int iters, const Run& run) {
+// timing the last `iters` with one pair of events each. before(i), when given, is enqueued ahead of
+// run i and outside its events (bench gemm's L2 flush).
+template <typename Run, typename Before>
+Timing time_runs(cudaStream_t stream, int warmup, int iters, const Run& run, const Before& before) {
   Events start(iters), stop(iters);
   StreamGate gate(stream);
   for (int i = 0; i < warmup; ++i) {
     gate.hold();
+    before(i);
     run(i);
     gate.release();
   }
@@ -277,6 +355,7 @@ Timing time_runs(cudaStream_t stream, int warmup, int iters, const Run& run) {
   const int warmup_timeouts = gate.timeouts();
   for (int i = 0; i < iters; ++i) {
     gate.hold();
+    before(warmup + i);
     FP4KIT_BENCH_CUDA(cudaEventRecord(start[i], stream));
     run(warmup + i);
     FP4KIT_BENCH_CUDA(cudaEventRecord(stop[i], stream));
@@ -298,6 +377,11 @@ Timing time_runs(cudaStream_t stream, int warmup, int iters, const Run& run) {
   t.runs = iters;
   t.host_bound_runs = gate.timeouts() - warmup_timeouts;
   return t;
+}
+
+template <typename Run>
+Timing time_runs(cudaStream_t stream, int warmup, int iters, const Run& run) {
+  return time_runs(stream, warmup, iters, run, [](int) {});
 }
 
 // --- Inputs ---------------------------------------------------------------------------------------
@@ -744,6 +828,684 @@ void run_bench(const Benchmark& bench, const BenchArgs& args) {
   }
 }
 
+// --- bench gemm ---------------------------------------------------------------------------------------
+//
+// Per shape: cuBLASLt BF16 x BF16 -> BF16 and E4M3 x E4M3 -> BF16 (FP32 compute, TN: both operands
+// K-major, as fp4kit's), then every CUDA GEMM variant of the registry forced through its own
+// context, W4A4 (A and B NVFP4) and W4A16 (A bf16, B NVFP4), then what plain selection picks. The
+// inputs are random bf16 (never zeros): A quantized 1D, B 2D (the fprop weight of the recipe), both
+// with swizzled scales (what the native Blackwell path reads), by fp4kit::quantize on the GPU.
+// Each run is timed alone: a write of twice the L2 before it, outside its event pair.
+
+std::string gemm_shape_text(const GemmShape& s) {
+  return std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k);
+}
+
+bool is_decode(const GemmShape& s) { return s.m <= kDecodeMaxM; }
+
+constexpr int kGemmProbeRuns = 3;                // timed once to size the measurement (after one warm-up)
+constexpr int64_t kPoolElems = 16777213;         // odd: rows of any K start at different pool offsets
+constexpr uint64_t kPoolSeed = 0x6E6D6D5EEDull;
+
+// Random inputs without a kernel: pools of values made once on the host, copied device to device
+// into each operand from a different offset. bf16: random sign, exponent 2^-4 .. 2^1 and mantissa
+// (finite, normal, never zero); its magnitudes, element for element (the check's |A|, |B|); E4M3
+// codes 2^-3 .. 2^2 with random sign and mantissa (never NaN).
+struct DevicePools {
+  Buffer bf16, bf16_abs, e4m3;
+};
+
+DevicePools make_pools(Device gpu) {
+  std::vector<uint16_t> v(static_cast<std::size_t>(kPoolElems)), a(v.size());
+  std::vector<uint8_t> e(v.size());
+  for (int64_t i = 0; i < kPoolElems; ++i) {
+    const uint64_t h = splitmix64(kPoolSeed + static_cast<uint64_t>(i) * 0xD1B54A32D192ED03ull);
+    const uint32_t exp = static_cast<uint32_t>(127 - 4 + (h >> 8) % 6);
+    const uint16_t mag = static_cast<uint16_t>((exp << 7) | ((h >> 1) & 0x7Fu));
+    a[static_cast<std::size_t>(i)] = mag;
+    v[static_cast<std::size_t>(i)] = static_cast<uint16_t>(mag | ((h & 1u) << 15));
+    e[static_cast<std::size_t>(i)] =
+        static_cast<uint8_t>(((h >> 16) & 1u) << 7 | (4 + (h >> 20) % 6) << 3 | ((h >> 28) & 7u));
+  }
+  DevicePools p{Buffer(v.size() * 2, gpu), Buffer(a.size() * 2, gpu), Buffer(e.size(), gpu)};
+  FP4KIT_BENCH_CUDA(cudaMemcpy(p.bf16.data(), v.data(), v.size() * 2, cudaMemcpyHostToDevice));
+  FP4KIT_BENCH_CUDA(cudaMemcpy(p.bf16_abs.data(), a.data(), a.size() * 2, cudaMemcpyHostToDevice));
+  FP4KIT_BENCH_CUDA(cudaMemcpy(p.e4m3.data(), e.data(), e.size(), cudaMemcpyHostToDevice));
+  return p;
+}
+
+// dst[0 .. n) = pool[(offset + i) % kPoolElems], elements of `elem` bytes.
+void fill_from_pool(void* dst, int64_t n, std::size_t elem, const Buffer& pool, int64_t offset, cudaStream_t s) {
+  int64_t done = 0, pos = offset % kPoolElems;
+  while (done < n) {
+    const int64_t chunk = std::min(n - done, kPoolElems - pos);
+    FP4KIT_BENCH_CUDA(cudaMemcpyAsync(static_cast<uint8_t*>(dst) + done * static_cast<int64_t>(elem),
+                                      static_cast<const uint8_t*>(pool.data()) + pos * static_cast<int64_t>(elem),
+                                      static_cast<std::size_t>(chunk) * elem, cudaMemcpyDeviceToDevice, s));
+    done += chunk;
+    pos = 0;
+  }
+}
+
+void check_lt(cublasStatus_t status, const char* call) {
+  if (status != CUBLAS_STATUS_SUCCESS) {
+    throw Error(status == CUBLAS_STATUS_ALLOC_FAILED ? ErrorCode::kOutOfMemory : ErrorCode::kCudaError,
+                std::string("bench gemm: ") + call + " failed: " + cublasLtGetStatusString(status));
+  }
+}
+
+class LtHandle {
+ public:
+  LtHandle() { check_lt(cublasLtCreate(&handle_), "cublasLtCreate"); }
+  ~LtHandle() { cublasLtDestroy(handle_); }
+  LtHandle(const LtHandle&) = delete;
+  LtHandle& operator=(const LtHandle&) = delete;
+  cublasLtHandle_t get() const noexcept { return handle_; }
+
+ private:
+  cublasLtHandle_t handle_ = nullptr;
+};
+
+constexpr int64_t kLtWorkspaceBytes = int64_t{32} << 20;  // cuBLASLt's recommendation for Hopper/Blackwell
+
+// A ceiling: cuBLASLt's D[M, N] (bf16, row-major) = A[M, K] . B[N, K]^T, both K-major ("TN" in its
+// column-major terms, as fp4kit's operands), FP32 compute, the heuristic's first algorithm chosen
+// once. unavailable() says why not where cuBLASLt has none (FP8 before sm_89, for one).
+class LtBaseline {
+ public:
+  LtBaseline(cublasLtHandle_t handle, cudaDataType_t in_type, const GemmShape& s, const void* a, const void* b, void* d,
+             void* workspace)
+      : handle_(handle), a_(a), b_(b), d_(d), workspace_(workspace) {
+    check_lt(cublasLtMatmulDescCreate(&op_, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
+    const cublasOperation_t t = CUBLAS_OP_T, n = CUBLAS_OP_N;
+    check_lt(cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_TRANSA, &t, sizeof t), "TRANSA");
+    check_lt(cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_TRANSB, &n, sizeof n), "TRANSB");
+    const auto u = [](int64_t v) { return static_cast<uint64_t>(v); };
+    check_lt(cublasLtMatrixLayoutCreate(&layout_[0], in_type, u(s.k), u(s.n), s.k), "cublasLtMatrixLayoutCreate(B)");
+    check_lt(cublasLtMatrixLayoutCreate(&layout_[1], in_type, u(s.k), u(s.m), s.k), "cublasLtMatrixLayoutCreate(A)");
+    check_lt(cublasLtMatrixLayoutCreate(&layout_[2], CUDA_R_16BF, u(s.n), u(s.m), s.n), "cublasLtMatrixLayoutCreate(D)");
+    check_lt(cublasLtMatmulPreferenceCreate(&preference_), "cublasLtMatmulPreferenceCreate");
+    const uint64_t bytes = static_cast<uint64_t>(kLtWorkspaceBytes);
+    check_lt(
+        cublasLtMatmulPreferenceSetAttribute(preference_, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &bytes, sizeof bytes),
+        "MAX_WORKSPACE_BYTES");
+    int found = 0;
+    const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(handle_, op_, layout_[0], layout_[1], layout_[2], layout_[2],
+                                                             preference_, 1, &best_, &found);
+    if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
+      unavailable_ = "cuBLASLt " + std::to_string(cublasLtGetVersion()) + " has no algorithm for it on this device (" +
+                     (st != CUBLAS_STATUS_SUCCESS ? std::string(cublasLtGetStatusString(st)) : "no heuristic result") + ")";
+    }
+  }
+  ~LtBaseline() {
+    if (preference_) cublasLtMatmulPreferenceDestroy(preference_);
+    for (cublasLtMatrixLayout_t l : layout_) {
+      if (l) cublasLtMatrixLayoutDestroy(l);
+    }
+    if (op_) cublasLtMatmulDescDestroy(op_);
+  }
+  LtBaseline(const LtBaseline&) = delete;
+  LtBaseline& operator=(const LtBaseline&) = delete;
+
+  const std::string& unavailable() const noexcept { return unavailable_; }
+  void run(cudaStream_t stream) const {
+    const float one = 1.0f, zero = 0.0f;
+    check_lt(cublasLtMatmul(handle_, op_, &one, b_, layout_[0], a_, layout_[1], &zero, d_, layout_[2], d_, layout_[2],
+                            &best_.algo, workspace_, static_cast<std::size_t>(kLtWorkspaceBytes), stream),
+             "cublasLtMatmul");
+  }
+
+ private:
+  cublasLtHandle_t handle_;
+  const void* a_;
+  const void* b_;
+  void* d_;
+  void* workspace_;
+  cublasLtMatmulDesc_t op_ = nullptr;
+  cublasLtMatrixLayout_t layout_[3] = {nullptr, nullptr, nullptr};
+  cublasLtMatmulPreference_t preference_ = nullptr;
+  cublasLtMatmulHeuristicResult_t best_{};
+  std::string unavailable_;
+};
+
+enum class GemmMode : uint8_t { kW4A4, kW4A16 };
+const char* gemm_mode_name(GemmMode m) { return m == GemmMode::kW4A4 ? "w4a4" : "w4a16"; }
+
+// One line of a shape: a ceiling, a forced variant in one mode, or plain selection.
+struct GemmLine {
+  std::string path;      // "cuBLAS bf16", "cuBLASLt fp8", a variant name, "selected"
+  std::string mode;      // "bf16", "fp8", "w4a4", "w4a16"
+  bool ran = false;
+  std::string reason;    // why it did not run
+  std::string kernel;    // "variant [config]", or cuBLASLt's
+  Timing timing;
+  double tflops = 0;
+  double vs_bf16 = 0;    // cuBLAS BF16's median time / this one's: throughput ratio (speedup for decode)
+  std::string check;     // "match", "reference", "unchecked: ...", "-" (ceilings), or the mismatch
+  bool mismatch = false;
+  double worst_error_ratio = 0;  // largest |D - D_ref| / tolerance over the output (<= 1 when it matches)
+  bool reused = false;   // plain selection: the forced line of the same variant and configuration
+};
+
+GemmLine line(std::string path, std::string mode) {
+  GemmLine l;
+  l.path = std::move(path);
+  l.mode = std::move(mode);
+  return l;
+}
+
+struct GemmTargetVerdict {
+  std::string goal;    // "sm90_gemm_nvfp4 w4a4 >= 0.90x cuBLAS bf16", ...
+  double threshold = 0;
+  double value = 0;    // the ratio or speedup measured (0 when nothing ran)
+  bool met = false;
+  std::string by;      // the line that decided it
+  std::string note;    // why nothing was measured
+};
+
+struct GemmShapeResult {
+  GemmShape shape;
+  std::vector<GemmLine> lines;
+  GemmTargetVerdict target;
+  double flop() const {
+    return 2.0 * static_cast<double>(shape.m) * static_cast<double>(shape.n) * static_cast<double>(shape.k);
+  }
+};
+
+// The Problem fp4kit::gemm builds for this call (src/dispatch/ops.cpp): what selection sees.
+Problem gemm_problem(const GemmShape& s, GemmMode mode) {
+  Problem p;
+  p.op = OpKind::kGemm;
+  p.rows = s.m;
+  p.cols = s.n;
+  p.k = s.k;
+  p.in_dtype = mode == GemmMode::kW4A4 ? DType::kU8 : DType::kBF16;
+  p.out_dtype = DType::kBF16;
+  p.a_nvfp4 = mode == GemmMode::kW4A4;
+  p.b_2d = true;
+  return p;
+}
+
+// An Error a GEMM may raise at launch for a problem it cannot serve after all (cuBLASLt without an
+// algorithm, a shape rule): reported as the line's reason. Anything else (a CUDA fault) ends the bench.
+bool is_refusal(const Error& e) {
+  return e.code() == ErrorCode::kUnsupported || e.code() == ErrorCode::kShapeMismatch ||
+         e.code() == ErrorCode::kInvalidArgument;
+}
+
+std::vector<uint16_t> download_bf16(const Buffer& b, int64_t n) {
+  std::vector<uint16_t> h(static_cast<std::size_t>(n));
+  FP4KIT_BENCH_CUDA(cudaMemcpy(h.data(), b.data(), h.size() * 2, cudaMemcpyDeviceToHost));
+  return h;
+}
+
+// The NUMERICS §7 bound between two backends' BF16 outputs of one GEMM, element by element: each
+// is within 2^-20 * K * sum|A'B'| * |alpha| of the float64 result plus its own BF16 rounding
+// (half an ulp: 2^-8 of the value), so they are within the sum of both. abs_sums holds
+// alpha * sum_k |A'B'| as the reference backend computes it (FP32 sums of non-negative terms: low
+// by at most a factor 1 - K * 2^-24, covered by the K * 2^-23 margin). "" when every element is
+// within the bound; ratio: the largest |difference| / bound.
+std::string compare_gemm(const std::vector<uint16_t>& got, const std::vector<uint16_t>& ref,
+                         const std::vector<float>& abs_sums, const GemmShape& s, double& ratio) {
+  const double k = static_cast<double>(s.k);
+  const double gemm_factor = 2.0 * std::ldexp(k, -20) * (1.0 + std::ldexp(k, -23));
+  const double round_factor = std::ldexp(1.0, -8) * (1.0 + std::ldexp(1.0, -7));
+  int64_t bad = 0, worst = -1;
+  ratio = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const double g = bf16_to_float(got[i]), r = bf16_to_float(ref[i]);
+    const double tol = gemm_factor * abs_sums[i] + round_factor * (std::fabs(g) + std::fabs(r)) + 1e-30;
+    const double err = std::fabs(g - r);
+    // A NaN anywhere fails (the inputs are finite) and counts as the worst.
+    const double q = std::isnan(err) || std::isnan(tol) ? HUGE_VAL : err / tol;
+    if (q > 1.0) {
+      ++bad;
+      if (worst < 0 || q > ratio) worst = static_cast<int64_t>(i);
+    }
+    ratio = std::max(ratio, q);
+  }
+  if (bad == 0) return "";
+  const int64_t row = worst / s.n, col = worst % s.n;
+  const std::size_t w = static_cast<std::size_t>(worst);
+  return std::to_string(bad) + " of " + std::to_string(got.size()) + " outputs outside the NUMERICS 7 bound of " +
+         kReferenceGemmVariant + "'s; worst [" + std::to_string(row) + ", " + std::to_string(col) + "]: " +
+         exact(bf16_to_float(got[w])) + " against " + exact(bf16_to_float(ref[w])) + " (sum |A'B'| * alpha " +
+         exact(abs_sums[w]) + ")";
+}
+
+// Times run() alone per iteration: the L2 flush before it, outside its events. A probe (one warm-up,
+// then kGemmProbeRuns timed) sizes the measurement to the time budget.
+template <typename Run>
+Timing time_gemm(cudaStream_t stream, const Buffer& flush, int max_runs, const Run& run) {
+  const auto flush_l2 = [&](int i) {
+    FP4KIT_BENCH_CUDA(cudaMemsetAsync(flush.data(), i & 0xFF, flush.size(), stream));
+  };
+  const auto timed = [&](int) { run(); };
+  const Timing probe = time_runs(stream, 1, kGemmProbeRuns, timed, flush_l2);
+  const double wanted = kGemmTimeBudgetUs / std::max(probe.median_us, 1e-3);
+  const int floor_runs = std::min(kGemmMinRuns, max_runs);
+  const int runs = static_cast<int>(std::clamp<double>(std::floor(wanted), floor_runs, max_runs));
+  return time_runs(stream, 0, runs, timed, flush_l2);
+}
+
+std::string ratio_text(double v) { return fixed(v, 2) + "x"; }
+
+void run_gemm_bench(const GemmBenchArgs& args) {
+  const std::string command = "bench gemm";
+  std::vector<GemmShape> shapes;
+  if (const std::string reason = parse_gemm_shapes(args.shapes, shapes); !reason.empty()) {
+    throw Error(ErrorCode::kInvalidArgument, "--shapes: " + reason);
+  }
+  if (cuda_device_count() == 0) {
+    throw_no_gpu(command, "no CUDA GPU is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)");
+  }
+  const Device gpu{DeviceType::kCuda, 0};
+  FP4KIT_BENCH_CUDA(cudaSetDevice(gpu.index));
+  Context& plain = default_context();  // what a user's call gets
+  const DeviceInfo& device = plain.device(gpu);
+
+  // Every CUDA GEMM variant of this build, each forced through a context of its own (built from
+  // DispatchSettings{}, not the environment, so that the line's name is what ran).
+  const Registry registry = Registry::builtin();
+  std::vector<const KernelVariant*> variants;
+  std::vector<std::unique_ptr<Context>> forced;
+  for (const KernelVariant& v : registry.variants()) {
+    if (v.op != OpKind::kGemm || v.device_type != DeviceType::kCuda) continue;
+    variants.push_back(&v);
+    DispatchSettings settings;
+    settings.force_kernel = v.name;
+    forced.push_back(std::make_unique<Context>(settings, Registry::builtin()));
+  }
+  const auto reference_it = std::find_if(variants.begin(), variants.end(),
+                                         [](const KernelVariant* v) { return v->name == kReferenceGemmVariant; });
+  const std::size_t reference_index = static_cast<std::size_t>(reference_it - variants.begin());
+
+  Stream stream;
+  const cudaStream_t s = stream.get();
+  const int64_t l2 = std::max<int64_t>(device.l2_bytes, 0);
+  // The L2 flush: a write of at least twice the L2 (256 MiB when the device reports none).
+  const Buffer flush(static_cast<std::size_t>(l2 > 0 ? 2 * l2 : int64_t{256} << 20), gpu);
+  const DevicePools pools = make_pools(gpu);
+  const LtHandle lt;
+  const Buffer lt_workspace(static_cast<std::size_t>(kLtWorkspaceBytes), gpu);
+  const Target target_plain = Target::cuda(gpu.index, s, &plain);
+
+  std::vector<GemmShapeResult> results;
+  const auto progress = [&](const GemmShape& shape, const GemmLine& l) {
+    if (!l.ran) {
+      std::fprintf(stderr, "%s: %s %s %s: not run: %s\n", command.c_str(), gemm_shape_text(shape).c_str(), l.mode.c_str(),
+                   l.path.c_str(), l.reason.c_str());
+      return;
+    }
+    std::fprintf(stderr, "%s: %s %s %s: median %.1f us of %d runs, %.1f TFLOP/s, %s cuBLAS bf16, %s%s\n", command.c_str(),
+                 gemm_shape_text(shape).c_str(), l.mode.c_str(), l.path.c_str(), l.timing.median_us, l.timing.runs,
+                 l.tflops, ratio_text(l.vs_bf16).c_str(), l.check.c_str(),
+                 l.timing.host_bound_runs > 0 ? " (host-bound runs)" : "");
+  };
+
+  for (const GemmShape& sh : shapes) {
+    GemmShapeResult result;
+    result.shape = sh;
+    const double flop = result.flop();
+    const int64_t mk = sh.m * sh.k, nk = sh.n * sh.k, mn = sh.m * sh.n;
+    // Operands: A from the pool's start, B from its middle; the magnitudes at the same offsets.
+    Buffer a(static_cast<std::size_t>(mk) * 2, gpu), b(static_cast<std::size_t>(nk) * 2, gpu);
+    Buffer a_abs(static_cast<std::size_t>(mk) * 2, gpu), b_abs(static_cast<std::size_t>(nk) * 2, gpu);
+    fill_from_pool(a.data(), mk, 2, pools.bf16, 0, s);
+    fill_from_pool(b.data(), nk, 2, pools.bf16, kPoolElems / 2, s);
+    fill_from_pool(a_abs.data(), mk, 2, pools.bf16_abs, 0, s);
+    fill_from_pool(b_abs.data(), nk, 2, pools.bf16_abs, kPoolElems / 2, s);
+    const TensorView a_view = TensorView::matrix(a.data(), DType::kBF16, sh.m, sh.k, gpu);
+    const TensorView a_abs_view = TensorView::matrix(a_abs.data(), DType::kBF16, sh.m, sh.k, gpu);
+    QuantParams pa;  // the fprop input: rowwise 1D, RNE
+    pa.swizzled_scales = true;
+    QuantParams pb = pa;  // the fprop weight: 2D
+    pb.block = BlockScaling::k2D;
+    // quantize(|x|) is |quantize(x)| value for value: the same amax and block scales, and E2M1
+    // rounding mirrored for negatives (NUMERICS §2).
+    const Nvfp4Tensor qa = quantize(a_view, pa, target_plain);
+    const Nvfp4Tensor qb = quantize(TensorView::matrix(b.data(), DType::kBF16, sh.n, sh.k, gpu), pb, target_plain);
+    const Nvfp4Tensor qa_abs = quantize(a_abs_view, pa, target_plain);
+    const Nvfp4Tensor qb_abs = quantize(TensorView::matrix(b_abs.data(), DType::kBF16, sh.n, sh.k, gpu), pb, target_plain);
+    Buffer d(static_cast<std::size_t>(mn) * 2, gpu);
+    const TensorView d_view = TensorView::matrix(d.data(), DType::kBF16, sh.m, sh.n, gpu);
+    const auto finish = [&](GemmLine& l, double bf16_us) {
+      l.tflops = flop / (l.timing.median_us * 1e6);
+      l.vs_bf16 = bf16_us > 0 ? bf16_us / l.timing.median_us : 0;
+    };
+
+    // The ceilings: cuBLASLt BF16 and FP8.
+    double bf16_us = 0;
+    {
+      GemmLine l = line("cuBLAS bf16", "bf16");
+      LtBaseline base(lt.get(), CUDA_R_16BF, sh, a.data(), b.data(), d.data(), lt_workspace.data());
+      if (!base.unavailable().empty()) {
+        throw Error(ErrorCode::kUnsupported, command + ": the ceiling, cuBLASLt BF16 " + gemm_shape_text(sh) + ": " +
+                                                 base.unavailable());
+      }
+      l.timing = time_gemm(s, flush, args.iters, [&] { base.run(s); });
+      l.ran = true;
+      l.kernel = "cublasLt bf16 (heuristic's first)";
+      l.check = "-";
+      bf16_us = l.timing.median_us;
+      finish(l, bf16_us);
+      progress(sh, l);
+      result.lines.push_back(l);
+    }
+    {
+      GemmLine l = line("cuBLASLt fp8", "fp8");
+      Buffer a8(static_cast<std::size_t>(mk), gpu), b8(static_cast<std::size_t>(nk), gpu);
+      fill_from_pool(a8.data(), mk, 1, pools.e4m3, 0, s);
+      fill_from_pool(b8.data(), nk, 1, pools.e4m3, kPoolElems / 2, s);
+      LtBaseline base(lt.get(), CUDA_R_8F_E4M3, sh, a8.data(), b8.data(), d.data(), lt_workspace.data());
+      if (base.unavailable().empty()) {
+        l.timing = time_gemm(s, flush, args.iters, [&] { base.run(s); });
+        l.ran = true;
+        l.kernel = "cublasLt e4m3 (heuristic's first)";
+        l.check = "-";
+        finish(l, bf16_us);
+      } else {
+        l.reason = base.unavailable();
+      }
+      progress(sh, l);
+      result.lines.push_back(l);
+    }
+
+    for (const GemmMode mode : {GemmMode::kW4A4, GemmMode::kW4A16}) {
+      const Problem problem = gemm_problem(sh, mode);
+      const GemmOperand op_a = mode == GemmMode::kW4A4 ? GemmOperand::quantized(qa) : GemmOperand::matrix(a_view);
+      const GemmOperand op_a_abs = mode == GemmMode::kW4A4 ? GemmOperand::quantized(qa_abs) : GemmOperand::matrix(a_abs_view);
+      const GemmOperand op_b = GemmOperand::quantized(qb);
+      // Which variants can run it, and why the others cannot (selection's reasons, no environment).
+      const Selection all = select_kernel(registry, problem, device, DispatchSettings{});
+      // "" when some configuration of v is feasible (chosen, or ranked lower), else every reason.
+      const auto infeasible = [&](const KernelVariant& v) -> std::string {
+        if (all.ok() && all.variant == &v) return "";
+        std::string why;
+        for (const Rejection& r : all.rejected) {
+          if (r.variant != v.name) continue;
+          if (r.reason.rfind("feasible, ranked lower", 0) == 0) return "";
+          why += (why.empty() ? "" : "; ") + (r.config.empty() ? "" : r.config + ": ") + r.reason;
+        }
+        return why.empty() ? "not a candidate" : why;
+      };
+
+      // The check's reference: D and alpha * sum|A'B'| from the portable exact path.
+      std::vector<uint16_t> ref;
+      std::vector<float> abs_sums;
+      std::string unchecked;
+      if (reference_index == variants.size()) {
+        unchecked = std::string("unchecked: no ") + kReferenceGemmVariant + " in this build";
+      } else if (const std::string why = infeasible(*variants[reference_index]); !why.empty()) {
+        unchecked = std::string("unchecked: ") + kReferenceGemmVariant + " cannot run it: " + why;
+      } else {
+        Context& ctx = *forced[reference_index];
+        Buffer sums(static_cast<std::size_t>(mn) * 4, gpu);
+        FP4KIT_BENCH_CUDA(cudaMemsetAsync(d.data(), 0xFF, d.size(), s));  // bf16 NaN: an unwritten output fails
+        gemm(op_a, op_b, d_view, {}, Target::cuda(gpu.index, s, &ctx));
+        gemm(op_a_abs, GemmOperand::quantized(qb_abs), TensorView::matrix(sums.data(), DType::kF32, sh.m, sh.n, gpu), {},
+             Target::cuda(gpu.index, s, &ctx));
+        FP4KIT_BENCH_CUDA(cudaStreamSynchronize(s));
+        ref = download_bf16(d, mn);
+        abs_sums.resize(static_cast<std::size_t>(mn));
+        FP4KIT_BENCH_CUDA(cudaMemcpy(abs_sums.data(), sums.data(), abs_sums.size() * 4, cudaMemcpyDeviceToHost));
+      }
+
+      // Times one context's GEMM into the poisoned output, then checks it against the reference.
+      const auto measure = [&](GemmLine& l, Context& ctx, bool is_reference) {
+        const Target t = Target::cuda(gpu.index, s, &ctx);
+        FP4KIT_BENCH_CUDA(cudaMemsetAsync(d.data(), 0xFF, d.size(), s));  // bf16 NaN: an unwritten output fails
+        try {
+          gemm(op_a, op_b, d_view, {}, t);  // the first call: a refusal at launch stops here
+        } catch (const Error& e) {
+          if (!is_refusal(e)) throw;
+          l.reason = e.message();
+          return;
+        }
+        FP4KIT_BENCH_CUDA(cudaMemsetAsync(d.data(), 0xFF, d.size(), s));
+        l.timing = time_gemm(s, flush, args.iters, [&] { gemm(op_a, op_b, d_view, {}, t); });
+        l.ran = true;
+        finish(l, bf16_us);
+        FP4KIT_BENCH_CUDA(cudaStreamSynchronize(s));
+        if (!unchecked.empty()) {
+          l.check = unchecked;
+        } else {
+          // The reference variant's timed output too (its runs need not be bit-identical: cuBLASLt
+          // may reduce split-K partial sums in any order).
+          const std::string diff = compare_gemm(download_bf16(d, mn), ref, abs_sums, sh, l.worst_error_ratio);
+          l.check = !diff.empty() ? "MISMATCH: " + diff : is_reference ? "reference" : "match";
+          l.mismatch = !diff.empty();
+        }
+      };
+
+      std::size_t first_line = result.lines.size();
+      for (std::size_t vi = 0; vi < variants.size(); ++vi) {
+        const KernelVariant& v = *variants[vi];
+        GemmLine l = line(v.name, gemm_mode_name(mode));
+        if (const std::string why = infeasible(v); !why.empty()) {
+          l.reason = why;
+        } else {
+          l.kernel = selection_text(forced[vi]->select(problem, device));
+          measure(l, *forced[vi], vi == reference_index);
+        }
+        progress(sh, l);
+        result.lines.push_back(l);
+      }
+
+      // Plain selection: the forced line of the same variant and configuration when there is one.
+      GemmLine sel = line("selected", gemm_mode_name(mode));
+      Selection chosen;
+      try {
+        chosen = plain.select(problem, device);
+      } catch (const Error& e) {  // FP4KIT_FORCE_KERNEL names a variant that cannot run it
+        sel.reason = e.message();
+      }
+      if (!chosen.ok()) {
+        if (sel.reason.empty()) sel.reason = "nothing feasible";
+      } else {
+        sel.kernel = selection_text(chosen);
+        const auto same = std::find_if(result.lines.begin() + static_cast<std::ptrdiff_t>(first_line), result.lines.end(),
+                                       [&](const GemmLine& l) { return l.ran && l.kernel == sel.kernel; });
+        if (same != result.lines.end()) {
+          sel = *same;
+          sel.path = "selected";
+          sel.reused = true;
+        } else {
+          const std::size_t vi = static_cast<std::size_t>(
+              std::find(variants.begin(), variants.end(), chosen.variant) - variants.begin());
+          measure(sel, plain, vi == reference_index);
+          sel.kernel = selection_text(chosen);
+        }
+      }
+      progress(sh, sel);
+      result.lines.push_back(sel);
+    }
+
+    // The shape's target.
+    GemmTargetVerdict& v = result.target;
+    if (is_decode(sh)) {
+      v.goal = "fastest fp4kit GEMM >= " + fixed(kDecodeTarget, 1) + "x faster than cuBLAS bf16";
+      v.threshold = kDecodeTarget;
+      for (const GemmLine& l : result.lines) {
+        if (!l.ran || l.mismatch || l.mode == "bf16" || l.mode == "fp8" || l.path == "selected") continue;
+        if (l.vs_bf16 > v.value) {
+          v.value = l.vs_bf16;
+          v.by = l.mode + " " + l.kernel;
+        }
+      }
+      if (v.by.empty()) v.note = "no fp4kit GEMM ran with a correct result";
+    } else {
+      v.goal = std::string(kFusedGemmVariant) + " w4a4 >= " + fixed(kTrainingTarget, 2) + "x cuBLAS bf16 throughput";
+      v.threshold = kTrainingTarget;
+      const auto fused = std::find_if(result.lines.begin(), result.lines.end(), [](const GemmLine& l) {
+        return l.path == kFusedGemmVariant && l.mode == "w4a4";
+      });
+      if (fused == result.lines.end()) {
+        v.note = std::string(kFusedGemmVariant) + " is not in this build";
+      } else if (!fused->ran) {
+        v.note = std::string(kFusedGemmVariant) + " did not run: " + fused->reason;
+      } else if (fused->mismatch) {
+        v.note = std::string(kFusedGemmVariant) + " gave a wrong result";
+      } else {
+        v.value = fused->vs_bf16;
+        v.by = "w4a4 " + fused->kernel;
+      }
+    }
+    v.met = !v.by.empty() && v.value >= v.threshold;
+    std::fprintf(stderr, "%s: %s target %s: %s%s\n", command.c_str(), gemm_shape_text(sh).c_str(), v.goal.c_str(),
+                 v.by.empty() ? "missed" : (ratio_text(v.value) + (v.met ? " met" : " missed")).c_str(),
+                 v.note.empty() ? "" : (" (" + v.note + ")").c_str());
+    results.push_back(std::move(result));
+  }
+
+  std::vector<std::string> mismatches;
+  int met = 0, missed = 0;
+  bool any_host_bound = false;
+  for (const GemmShapeResult& r : results) {
+    (r.target.met ? met : missed) += 1;
+    for (const GemmLine& l : r.lines) {
+      if (l.mismatch && !l.reused) {
+        mismatches.push_back(gemm_shape_text(r.shape) + " " + l.mode + " " + l.path + ": " + l.check);
+      }
+      any_host_bound = any_host_bound || (l.ran && l.timing.host_bound_runs > 0);
+    }
+  }
+
+  if (args.json) {
+    // NOTE: a mismatch prints nothing on stdout (as bench quantize): no script parses a failed run.
+    if (mismatches.empty()) {
+      Json j;
+      j["fp4kit_version"] = version();
+      j["device"] = {{"name", device.name},
+                     {"label", device.label()},
+                     {"compute_capability", device.compute_capability()},
+                     {"sm_count", device.sm_count},
+                     {"l2_bytes", device.l2_bytes},
+                     {"global_memory_bytes", device.global_memory_bytes},
+                     {"runtime_version", device.runtime_version},
+                     {"driver_version", device.driver_version},
+                     {"cublaslt_version", device.cublaslt_version}};
+      j["method"] = {{"l2_flush_bytes", flush.size()},
+                     {"warmup_runs", 1},
+                     {"probe_runs", kGemmProbeRuns},
+                     {"max_timed_runs", args.iters},
+                     {"min_timed_runs", std::min(kGemmMinRuns, args.iters)},
+                     {"time_budget_us", kGemmTimeBudgetUs},
+                     {"a", "bf16 random, quantized rowwise 1d rne (w4a4) or dense (w4a16)"},
+                     {"b", "bf16 random, quantized rowwise 2d rne"},
+                     {"d", "bf16"},
+                     {"check_reference", kReferenceGemmVariant}};
+      j["targets"] = {{"training",
+                       {{"variant", kFusedGemmVariant}, {"mode", "w4a4"}, {"min_ratio_to_cublas_bf16", kTrainingTarget}}},
+                      {"decode", {{"max_m", kDecodeMaxM}, {"min_speedup_over_cublas_bf16", kDecodeTarget}}}};
+      const auto timing_json = [](const GemmLine& l) {
+        return Json{{"median_us", l.timing.median_us},
+                    {"min_us", l.timing.min_us},
+                    {"runs", l.timing.runs},
+                    {"tflops", l.tflops},
+                    {"host_bound_runs", l.timing.host_bound_runs}};
+      };
+      Json rs = Json::array();
+      for (const GemmShapeResult& r : results) {
+        Json e;
+        e["shape"] = {{"m", r.shape.m}, {"n", r.shape.n}, {"k", r.shape.k}};
+        e["kind"] = is_decode(r.shape) ? "decode" : "training";
+        e["flop"] = r.flop();
+        Json ceiling = Json::object(), fp4 = Json::array(), selected = Json::object();
+        for (const GemmLine& l : r.lines) {
+          Json x;
+          if (l.mode == "bf16" || l.mode == "fp8") {
+            x = l.ran ? timing_json(l) : Json{{"available", false}, {"reason", l.reason}};
+            if (l.ran) {
+              x["available"] = true;
+              x["kernel"] = l.kernel;
+              x["ratio_to_cublas_bf16"] = l.vs_bf16;
+            }
+            ceiling[l.mode == "bf16" ? "cublas_bf16" : "cublaslt_fp8"] = x;
+            continue;
+          }
+          x = {{"variant", l.path == "selected" ? Json(nullptr) : Json(l.path)}, {"mode", l.mode}, {"ran", l.ran}};
+          if (l.ran) {
+            x.update(timing_json(l));
+            x["ratio_to_cublas_bf16"] = l.vs_bf16;
+            x["kernel"] = l.kernel;
+            x["check"] = l.check;
+            x["worst_error_over_bound"] = l.worst_error_ratio;
+          } else {
+            x["reason"] = l.reason;
+            if (!l.kernel.empty()) x["kernel"] = l.kernel;
+          }
+          if (l.path == "selected") {
+            x.erase("variant");
+            x["kernel"] = l.kernel;
+            x["same_as_forced_line"] = l.reused;
+            selected[l.mode] = x;
+          } else {
+            fp4.push_back(x);
+          }
+        }
+        e["ceiling"] = ceiling;
+        e["fp4kit"] = fp4;
+        e["selected"] = selected;
+        e["target"] = {{"goal", r.target.goal},
+                       {"threshold", r.target.threshold},
+                       {"value", r.target.by.empty() ? Json(nullptr) : Json(r.target.value)},
+                       {"met", r.target.met},
+                       {"by", r.target.by},
+                       {"note", r.target.note}};
+        rs.push_back(e);
+      }
+      j["results"] = rs;
+      j["targets_met"] = met;
+      j["targets_missed"] = missed;
+      std::cout << j.dump(2) << "\n";
+    }
+  } else {
+    std::cout << "fp4kit " << command << " on " << device.label() << ", " << device.sm_count << " SMs, L2 "
+              << iec(device.l2_bytes) << "\n"
+              << "D[M, N] bf16 = A[M, K] . B[N, K]^T, both K-major; A bf16 random (w4a4: quantized 1d), B quantized 2d; "
+              << "each run timed alone after an L2 flush (" << iec(static_cast<int64_t>(flush.size()))
+              << " written), median of up to " << args.iters << " runs (fewer past " << fixed(kGemmTimeBudgetUs / 1e3, 0)
+              << " ms); x bf16 = cuBLAS bf16 time / this time; check: within the NUMERICS 7 bound of "
+              << kReferenceGemmVariant << "'s output\n";
+    for (const GemmShapeResult& r : results) {
+      std::cout << "\n" << gemm_shape_text(r.shape) << " (" << (is_decode(r.shape) ? "decode" : "training") << ")\n";
+      std::vector<std::vector<std::string>> rows = {{"mode", "path", "median us", "TFLOP/s", "x bf16", "check", "kernel"}};
+      for (const GemmLine& l : r.lines) {
+        if (!l.ran) {
+          rows.push_back({l.mode, l.path, "-", "-", "-", "-", "not run: " + l.reason});
+          continue;
+        }
+        rows.push_back({l.mode, l.path, fixed(l.timing.median_us, 1), fixed(l.tflops, 1), ratio_text(l.vs_bf16), l.check,
+                        l.kernel + (l.reused ? " (timed above)" : "") +
+                            (l.timing.host_bound_runs > 0 ? " (host-bound)" : "")});
+      }
+      std::cout << render_table(rows, {false, false, true, true, true, false, false});
+      std::cout << "  target: " << r.target.goal << ": "
+                << (r.target.by.empty() ? "missed" : ratio_text(r.target.value) + " by " + r.target.by + ", " +
+                                                          (r.target.met ? "met" : "missed"))
+                << (r.target.note.empty() ? "" : " (" + r.target.note + ")") << "\n";
+    }
+    std::cout << "\n"
+              << (missed == 0 ? "every target met" : std::to_string(missed) + " of " + std::to_string(met + missed) +
+                                                         " targets missed (a measurement, not an error: the exit status stays 0)")
+              << "\n";
+    if (any_host_bound) {
+      std::cout << "note: runs marked host-bound blocked the host while the stream was held, so their times include "
+                   "host work\n";
+    }
+    std::cout.flush();
+  }
+
+  if (!mismatches.empty()) {
+    std::string message = command + ": " + std::to_string(mismatches.size()) + " GEMM results outside the bound: ";
+    for (std::size_t i = 0; i < mismatches.size(); ++i) message += (i ? "; " : "") + mismatches[i];
+    throw Error(ErrorCode::kInternal, message,
+                "a GEMM backend disagrees with the portable exact path beyond NUMERICS 7: a bug; the GPU tests "
+                "(tests/cuda) narrow it down");
+  }
+}
+
 #else  // !FP4KIT_HAVE_CUDA
 
 void run_bench(const Benchmark& bench, const BenchArgs& args) {
@@ -752,6 +1514,15 @@ void run_bench(const Benchmark& bench, const BenchArgs& args) {
     throw Error(ErrorCode::kInvalidArgument, "--shapes: " + reason);
   }
   throw_no_gpu(bench.command,
+               "this fp4kit was built without CUDA backends (FP4KIT_CUDA=OFF, or no nvcc when it was configured)");
+}
+
+void run_gemm_bench(const GemmBenchArgs& args) {
+  std::vector<GemmShape> shapes;
+  if (const std::string reason = parse_gemm_shapes(args.shapes, shapes); !reason.empty()) {
+    throw Error(ErrorCode::kInvalidArgument, "--shapes: " + reason);
+  }
+  throw_no_gpu("bench gemm",
                "this fp4kit was built without CUDA backends (FP4KIT_CUDA=OFF, or no nvcc when it was configured)");
 }
 
@@ -764,7 +1535,8 @@ void add_bench_command(CLI::App& app) {
   bench->require_subcommand(1);
   bench->footer(
       "Each benchmark prints its figures beside a ceiling measured in the same run, checks the "
-      "results against the CPU reference while it runs, and needs a CUDA GPU.");
+      "results while it runs (quantization: against the CPU reference; GEMMs: against the portable "
+      "exact GEMM, within the NUMERICS 7 bound), and needs a CUDA GPU.");
 
   // What every benchmark measures the same way: the ceiling, the bytes, the inputs, the check.
   const std::string method =
@@ -806,6 +1578,34 @@ void add_bench_command(CLI::App& app) {
                     "sm_12x GPUs (0.65); unfused, the fallback variant " + kUnfusedRhtVariant +
                     " forced (reported beside them, no target).",
                 rht_benchmark());
+
+  auto gemm_args = std::make_shared<GemmBenchArgs>();
+  CLI::App* gemm_cmd = bench->add_subcommand(
+      "gemm", "Time every CUDA NVFP4 GEMM variant (W4A4 and W4A16) and plain selection against cuBLAS BF16 and FP8");
+  gemm_cmd->footer(
+      std::string("Per shape (MxNxK, D[M, N] = A[M, K] . B[N, K]^T, bf16 output): the ceilings, cuBLASLt BF16 x BF16 and "
+                  "E4M3 x E4M3 (FP32 compute, both operands K-major), then every CUDA GEMM variant of this build forced "
+                  "in turn (an infeasible one shows its reason), W4A4 (A quantized 1D on the GPU from random bf16) and "
+                  "W4A16 (A bf16), B quantized 2D, then what plain selection picks. Each run is timed alone with its own "
+                  "CUDA events after a write of twice the L2; the median of up to --iters runs after warm-up (fewer where "
+                  "they would pass ") +
+      fixed(kGemmTimeBudgetUs / 1e3, 0) + " ms, at least " + std::to_string(kGemmMinRuns) +
+      "). Every fp4kit output is checked against " + kReferenceGemmVariant +
+      "'s within the NUMERICS 7 bound (the sum of both backends' bounds); a mismatch exits 1. Targets: training shapes, " +
+      kFusedGemmVariant + " W4A4 at >= " + fixed(kTrainingTarget, 2) + "x cuBLAS BF16 throughput; decode (M <= " +
+      std::to_string(kDecodeMaxM) + "), the fastest fp4kit GEMM >= " + fixed(kDecodeTarget, 1) +
+      "x faster than cuBLAS BF16. A missed target does not change the exit status.");
+  gemm_cmd->add_flag("--json", gemm_args->json, "Print one JSON object instead of the tables");
+  gemm_cmd->add_option("--iters", gemm_args->iters, "Timed runs per measurement, at most (median and min reported)")
+      ->capture_default_str()
+      ->check(CLI::Range(kMinGemmIters, 1000000));
+  gemm_cmd->add_option("--shapes", gemm_args->shapes, "GEMM shapes MxNxK, comma-separated (N and K multiples of 16)")
+      ->capture_default_str()
+      ->check([](const std::string& text) -> std::string {
+        std::vector<GemmShape> shapes;
+        return parse_gemm_shapes(text, shapes);
+      });
+  gemm_cmd->callback([gemm_args] { run_gemm_bench(*gemm_args); });
 }
 
 }  // namespace fp4kit::cli

@@ -49,5 +49,16 @@ void launch_gemm_sm90_nvfp4(int64_t m, int64_t n, int64_t k, const GemmOperandPo
                             int stages, int device, void* stream);
 std::string sm90_gemm_image_problem(const DeviceInfo& device);
 
+// Backend 4, Blackwell's native block-scaled FP4 GEMM through cuBLASLt (sm100_cublaslt_nvfp4.cu),
+// sm_100 and newer with cuBLASLt >= 12.8: A and B NVFP4 with one global amax each (not row-scaled),
+// K-major, K % 32 == 0. a/b_scales_swizzled: the parts' GEMM-swizzled scales (NUMERICS §10), or
+// null: then the compact scales are swizzled on the stream into stream-ordered scratch. Throws
+// Error(kUnsupported) when cuBLASLt has no algorithm for the problem on this device.
+void launch_gemm_sm100_cublaslt_nvfp4(int64_t m, int64_t n, int64_t k, const GemmOperandPointers& a,
+                                      const uint8_t* a_scales_swizzled, const GemmOperandPointers& b,
+                                      const uint8_t* b_scales_swizzled, void* d, DType d_dtype, int64_t d_stride,
+                                      const GemmEpilogue& epilogue, int device, void* stream);
+std::string gemm_sm100_cublaslt_image_problem(const DeviceInfo& device);
+
 
 }  // namespace fp4kit::cuda
