@@ -146,6 +146,31 @@ void register_cuda_variants(Registry& registry) {
   gemm.check_image = [](const DeviceInfo& d) { return cuda::gemm_image_problem(d); };
   registry.add(std::move(gemm));
 
+  // Backend 3, the small-M (decode) kernel: streams the NVFP4 weight at memory bandwidth past at
+  // most 64 activation rows. Not a fallback; it outranks the fused sm_90a kernel (priority 0),
+  // which takes M > 64. A configuration is a shared-memory cap: a ring of `stages` 128-element K
+  // stages at M = 64 (256 weight rows' codes and scales, 64 activation rows: the largest stage).
+  // The largest cap that fits the budget wins (the comparator's stages rule); the launcher runs the
+  // ring it measured fastest (two stages in flight) within it, or mma.sync with two buffers where
+  // only the smallest fits.
+  KernelVariant smallm = cuda_variant("sm80_gemm_smallm", OpKind::kGemm,
+                                      "small-M (decode) GEMM: NVFP4 weights streamed by cp.async and decoded in registers, "
+                                      "split K with a deterministic FP32 reduction, the contract's epilogue");
+  smallm.priority = 10;
+  for (const int stages : {6, 4, 2}) {
+    smallm.configs.push_back(KernelConfig{cat("m64_k128_s", stages), 64, 256, 128, stages, 512});
+  }
+  smallm.smem_bytes = [](const KernelConfig& c) { return cuda::smallm_smem_bytes(c.tile_m, c.tile_k, c.stages); };
+  smallm.check_problem = [](const Problem& p) -> std::string {
+    if (p.rows > 64) return cat("serves M <= 64 (decode); M is ", p.rows);
+    if (!p.b_nvfp4) return "streams an NVFP4 weight B; a dense B goes to the portable path";
+    if (!p.a_nvfp4 && p.in_dtype != DType::kBF16) return cat("takes an NVFP4 or a BF16 A, not ", dtype_name(p.in_dtype));
+    if (p.k % 16 != 0) return cat("needs K a multiple of 16; K is ", p.k);
+    return {};
+  };
+  smallm.check_image = [](const DeviceInfo& d) { return cuda::smallm_image_problem(d); };
+  registry.add(std::move(smallm));
+
   // Backend 4: Blackwell's native block-scaled FP4 GEMM through cuBLASLt (compile-only where no
   // such GPU is at hand). It runs where the FP4 tensor cores are (sm_100 and newer) and the loaded
   // cuBLASLt has them; cuBLASLt's heuristic picks the tactic, and finding none is a clear error at

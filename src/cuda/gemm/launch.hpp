@@ -60,5 +60,43 @@ void launch_gemm_sm100_cublaslt_nvfp4(int64_t m, int64_t n, int64_t k, const Gem
                                       const GemmEpilogue& epilogue, int device, void* stream);
 std::string gemm_sm100_cublaslt_image_problem(const DeviceInfo& device);
 
+// Backend 3, the small-M (decode) kernel (sm80_gemm_smallm.cu), M <= 64: B NVFP4 [N, K] (1D, or
+// 2D-scaled: the same layout), A NVFP4 (1D or row-scaled) or dense BF16 (W4A16); any N >= 1 and K a
+// multiple of 16. Codes and scales are read at their given strides; B's and NVFP4 A's code rows
+// need 8-byte alignment (16-byte aligned rows are copied 16 bytes at a time); scale rows and a
+// dense A take any alignment. Three kernels on `stream`: A's block values into a stream-ordered
+// buffer in the MMA's K order, the streaming kernel (FP32 partial sums per K split), and the
+// epilogue summing the splits in a fixed order (deterministic). The streaming kernel's shared
+// memory is a ring of `stages` buffers, each a K stage of 128 (k_stage) for 256 weight rows: the
+// activations [k_stage / 8][m_pad][8] BF16 (m_pad = 8, 16, 32 or 64: M rounded up), the codes
+// [256][k_stage / 2] and the scales [256][k_stage / 16].
+constexpr int64_t smallm_smem_bytes(int64_t m_pad, int64_t k_stage, int64_t stages) {
+  return stages * (m_pad * k_stage * 2 + 256 * (k_stage / 2 + k_stage / 16));
+}
+
+// What the launcher chose (for tests and benchmarks).
+struct SmallMPlan {
+  int m_tiles = 0;          // activation rows in 8-row tiles: 1, 2, 4 or 8
+  bool wgmma = false;       // the sm_90a warpgroup MMA path (else mma.sync)
+  int load_bytes = 0;       // width of the weight copies: 16 or 8
+  int stages = 0;           // shared-memory ring depth used (at most the configuration's)
+  int splits = 0;           // K splits (FP32 partial sums reduced by the epilogue kernel)
+  int64_t k_slice = 0;      // K elements per split (the last split may be shorter)
+  int ctas = 0, ctas_per_sm = 0, threads = 0;
+  int64_t smem_bytes = 0;
+};
+// Overrides for tests and benchmarks; the defaults are what fp4kit::gemm runs.
+struct SmallMTuning {
+  int splits = 0;  // 0: chosen from the shape and the device
+  int stages = 0;  // ring depth, 0: chosen (within the configuration's shared memory either way)
+  enum class Mma : uint8_t { kAuto, kMmaSync, kWgmma } mma = Mma::kAuto;
+  SmallMPlan* plan = nullptr;  // receives the plan when set
+};
+// config: its shared memory, smallm_smem_bytes(tile_m = 64, tile_k = 128, stages), is the cap the
+// launcher's ring (two stages in flight where it fits) stays within.
+void launch_sm80_gemm_smallm(int64_t m, int64_t n, int64_t k, const GemmOperandPointers& a, const GemmOperandPointers& b,
+                             void* d, DType d_dtype, int64_t d_stride, const GemmEpilogue& epilogue,
+                             const KernelConfig& config, int device, void* stream, const SmallMTuning& tuning = {});
+std::string smallm_image_problem(const DeviceInfo& device);
 
 }  // namespace fp4kit::cuda

@@ -1,0 +1,782 @@
+// The small-M (decode) GEMM kernel sm80_gemm_smallm (src/cuda/gemm/sm80_gemm_smallm.cu) against
+// the CPU reference's float64 oracle (docs/NUMERICS.md §7, tests/gemm_bound.hpp).
+//
+// Each case quantizes its operands on the CPU and copies the bytes to the GPU (so the oracle and
+// the kernel read the very same operands), then, for each output dtype:
+//   - selection under a context forcing sm80_gemm_smallm picks it (M <= 64);
+//   - D poisoned with 0xFF (NaN in every output dtype) before the call; normal inputs: every
+//     checked element within the §7 bound; grid-valued sparse inputs: equal to the oracle;
+//   - a second call into D poisoned with 0x5A gives the same bytes (every element written, and the
+//     split-K reduction is deterministic);
+//   - the portable backend (gemm_dequant_cublaslt) on the same operands: within the bound of the
+//     oracle, and within twice the bound of this kernel (bit-equal on grid inputs).
+// The launcher is also driven directly with each MMA path (mma.sync; wgmma where the sm_90a image
+// runs), forced split counts and ring depths, which must all agree within the bound (bit-equal on
+// grid inputs) and each give the same bytes twice.
+// Large shapes (8192 x 8192 weights) check spread rows only, against an oracle of those rows.
+// Label `gpu`: skipped, with the reason, where no CUDA device is present.
+#include <gtest/gtest.h>
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "cuda/cuda_test_util.hpp"
+#include "cuda/gemm/launch.hpp"
+#include "gemm_bound.hpp"
+#include "test_util.hpp"
+
+namespace fp4kit {
+namespace {
+
+using test::cuda_ok;
+using test::device_alloc;
+using test::DevicePtr;
+using test::GpuMatrix;
+using test::HostMatrix;
+using test::kGpu;
+using test::no_gpu_reason;
+using test::StreamPtr;
+using test::upload;
+
+constexpr const char* kVariant = "sm80_gemm_smallm";
+constexpr const char* kPortable = "gemm_dequant_cublaslt";
+constexpr uint8_t kPoison = 0xFF;       // NaN in f32, bf16 and f16: an unwritten element cannot pass
+constexpr uint8_t kPoisonAgain = 0x5A;  // a finite pattern for the repeated call
+
+enum class AForm : uint8_t { k1D, kRowScaled, kBf16 };
+enum class BForm : uint8_t { k1D, k2D };
+
+struct SmallCase {
+  int64_t m = 1, n = 0, k = 0;
+  AForm a = AForm::k1D;
+  BForm b = BForm::k1D;
+  bool grid = false;  // test::sparse_grid values: the result must equal the oracle
+  float alpha = 1.0f, beta = 0.0f;
+  bool c_in_d_dtype = false;
+  std::optional<DType> bias;
+  int64_t checked_rows = 0;  // 0: every row against the oracle; else that many spread rows
+  std::vector<DType> outputs{DType::kBF16, DType::kF32};
+
+  std::string describe() const {
+    std::ostringstream os;
+    os << (grid ? "grid " : "normal ") << m << "x" << n << "x" << k << " A "
+       << (a == AForm::k1D ? "1d" : a == AForm::kRowScaled ? "row-scaled" : "bf16") << " B "
+       << (b == BForm::k1D ? "1d" : "2d");
+    if (alpha != 1.0f) os << " alpha " << alpha;
+    if (beta != 0.0f) os << " beta " << beta << " C " << (c_in_d_dtype ? "in d's dtype" : "f32");
+    if (bias) os << " bias " << dtype_name(*bias);
+    if (checked_rows) os << ", " << checked_rows << " rows checked";
+    return os.str();
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Host operands, the oracle and the bound's terms
+// ---------------------------------------------------------------------------------------------
+
+struct HostOperand {
+  Nvfp4Tensor q;
+  std::optional<HostMatrix> dense;
+  GemmOperand op() const {
+    return dense ? GemmOperand::matrix(const_cast<HostMatrix&>(*dense).view()) : GemmOperand::quantized(q);
+  }
+};
+
+std::vector<float> values(int64_t rows, int64_t cols, bool grid, uint64_t seed, float scale, bool row_spread) {
+  std::vector<float> v = grid ? test::sparse_grid(rows, cols, seed) : test::normals(static_cast<size_t>(rows * cols), seed, scale);
+  if (row_spread) {  // rows of very different size, as a row-scaled activation has (exact on the grid)
+    for (int64_t r = 0; r < rows; ++r) {
+      const float f = grid ? std::ldexp(1.0f, static_cast<int>(r % 3)) : std::ldexp(1.0f, static_cast<int>(r % 7) - 3);
+      for (int64_t c = 0; c < cols; ++c) v[static_cast<size_t>(r * cols + c)] *= f;
+    }
+  }
+  return v;
+}
+
+HostOperand make_a(const SmallCase& c, uint64_t seed) {
+  const std::vector<float> v = values(c.m, c.k, c.grid, seed, 1.0f, c.a == AForm::kRowScaled);
+  if (c.a == AForm::kBf16) return {Nvfp4Tensor{}, HostMatrix(c.m, c.k, v, DType::kBF16)};
+  QuantParams p;
+  p.row_scaled = c.a == AForm::kRowScaled;
+  HostMatrix x(c.m, c.k, v);
+  return {quantize(x.view(), p, Target::cpu()), std::nullopt};
+}
+
+HostOperand make_b(const SmallCase& c, uint64_t seed) {
+  const std::vector<float> v = values(c.n, c.k, c.grid, seed, 0.05f, false);  // weights below the activations
+  QuantParams p;
+  if (c.b == BForm::k2D) p.block = BlockScaling::k2D;
+  HostMatrix w(c.n, c.k, v);
+  return {quantize(w.view(), p, Target::cpu()), std::nullopt};
+}
+
+// A weight and its block values, made once per shape and form for the large cases (the host side
+// of an 8192 x 8192 weight costs seconds).
+struct HostWeight {
+  HostOperand b;
+  test::GemmValues values;
+};
+const HostWeight& cached_weight(const SmallCase& c) {
+  static std::map<std::tuple<int64_t, int64_t, int, bool>, std::unique_ptr<HostWeight>> cache;
+  auto& w = cache[{c.n, c.k, static_cast<int>(c.b), c.grid}];
+  if (!w) {
+    w = std::make_unique<HostWeight>();
+    w->b = make_b(c, 77 + static_cast<uint64_t>(c.n + c.k));
+    w->values = test::gemm_values(w->b.op());
+  }
+  return *w;
+}
+
+// Rows `rows` of a rowwise host operand as an operand of their own (its global scale(s) kept).
+HostOperand gather_rows(const HostOperand& x, const std::vector<int64_t>& rows) {
+  const int64_t s = static_cast<int64_t>(rows.size());
+  if (x.dense) {
+    HostMatrix out(s, x.dense->cols, x.dense->dtype);
+    const size_t row_bytes = static_cast<size_t>(x.dense->cols) * dtype_size(x.dense->dtype);
+    for (int64_t i = 0; i < s; ++i) {
+      std::memcpy(out.bytes.data() + static_cast<size_t>(i) * row_bytes,
+                  x.dense->bytes.data() + static_cast<size_t>(rows[static_cast<size_t>(i)]) * row_bytes, row_bytes);
+    }
+    return {Nvfp4Tensor{}, out};
+  }
+  const Nvfp4Meta& meta = x.q.meta();
+  const Nvfp4Part& src = x.q.rowwise();
+  Nvfp4Tensor out = Nvfp4Tensor::allocate(s, meta.cols, meta.source_dtype, meta.params);
+  const Nvfp4Part& dst = out.rowwise();
+  for (int64_t i = 0; i < s; ++i) {
+    const int64_t r = rows[static_cast<size_t>(i)];
+    std::memcpy(dst.data.ptr<uint8_t>() + i * dst.data.strides[0], src.data.ptr<uint8_t>() + r * src.data.strides[0],
+                static_cast<size_t>(src.geometry.data_bytes_per_row()));
+    std::memcpy(dst.scales.ptr<uint8_t>() + i * dst.scales.strides[0], src.scales.ptr<uint8_t>() + r * src.scales.strides[0],
+                static_cast<size_t>(src.geometry.blocks_per_row()));
+    if (meta.params.row_scaled) dst.amax.ptr<float>()[i] = src.amax.ptr<float>()[r];
+  }
+  if (!meta.params.row_scaled) dst.amax.ptr<float>()[0] = src.amax.ptr<float>()[0];
+  return {std::move(out), std::nullopt};
+}
+
+// Rows to check: all, or about `count` spread over [0, m) (first, last and an odd stride between).
+std::vector<int64_t> checked_rows(int64_t m, int64_t count) {
+  std::vector<int64_t> rows;
+  if (count <= 0 || count >= m) {
+    for (int64_t r = 0; r < m; ++r) rows.push_back(r);
+    return rows;
+  }
+  const int64_t stride = std::max<int64_t>(1, (m - 1) / (count - 1)) | 1;
+  for (int64_t r = 0; r < m && static_cast<int64_t>(rows.size()) < count - 1; r += stride) rows.push_back(r);
+  if (rows.back() != m - 1) rows.push_back(m - 1);
+  return rows;
+}
+
+// C and bias on grids every dtype holds exactly, so one oracle serves C in F32 or D's dtype.
+float c_value(int64_t m, int64_t n) { return static_cast<float>((m * 7 + n * 3) % 256 - 128) / 64.0f; }
+float bias_value(int64_t n) { return static_cast<float>((n * 5) % 64 - 32) / 8.0f; }
+
+struct HostSide {
+  HostOperand a, b;
+  std::vector<int64_t> rows;
+  std::vector<float> c;     // [M, N] when beta != 0
+  std::vector<float> bias;  // [N]
+  HostMatrix oracle{0, 0};  // [rows, N] F32
+  std::vector<double> abs_sums, epilogue_abs;
+  double seconds = 0;
+};
+
+HostSide prepare(const SmallCase& c, uint64_t seed) {
+  const auto t0 = std::chrono::steady_clock::now();
+  HostSide h;
+  h.a = make_a(c, seed);
+  const bool large = c.n * c.k >= (int64_t{1} << 24);
+  if (large) {
+    h.b = cached_weight(c).b;
+  } else {
+    h.b = make_b(c, seed + 1);
+  }
+  h.rows = checked_rows(c.m, c.checked_rows);
+  const int64_t s = static_cast<int64_t>(h.rows.size());
+  const HostOperand a_rows = s == c.m ? HostOperand{h.a.q, h.a.dense} : gather_rows(h.a, h.rows);
+  GemmOptions o;
+  o.alpha = c.alpha;
+  o.beta = c.beta;
+  o.accumulation = Accumulation::kF64;
+  HostMatrix c_rows(s, c.n);
+  if (c.beta != 0.0f) {
+    for (int64_t m = 0; m < c.m; ++m)
+      for (int64_t n = 0; n < c.n; ++n) h.c.push_back(c_value(m, n));
+    for (int64_t i = 0; i < s; ++i)
+      for (int64_t n = 0; n < c.n; ++n) c_rows.set(i, n, c_value(h.rows[static_cast<size_t>(i)], n));
+    o.c = c_rows.view();
+  }
+  if (c.bias) {
+    for (int64_t n = 0; n < c.n; ++n) h.bias.push_back(bias_value(n));
+    o.bias = TensorView::vector(h.bias.data(), DType::kF32, c.n);
+  }
+  h.oracle = HostMatrix(s, c.n);
+  gemm(a_rows.op(), h.b.op(), h.oracle.view(), o, Target::cpu());
+  h.abs_sums = test::gemm_abs_sums(test::gemm_values(a_rows.op()),
+                                   large ? cached_weight(c).values : test::gemm_values(h.b.op()), c.alpha);
+  if (c.beta != 0.0f || c.bias) {
+    for (int64_t i = 0; i < s; ++i) {
+      for (int64_t n = 0; n < c.n; ++n) {
+        const double cv = c.beta != 0.0f ? std::fabs(double(c.beta) * c_rows.get(i, n)) : 0.0;
+        h.epilogue_abs.push_back(cv + (c.bias ? std::fabs(double(bias_value(n))) : 0.0));
+      }
+    }
+  }
+  h.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return h;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device operands and comparisons
+// ---------------------------------------------------------------------------------------------
+
+void copy_to_device(const TensorView& dst, const TensorView& src) {
+  if (src.nbytes() == 0) return;
+  if (dst.nbytes() != src.nbytes()) throw std::runtime_error("cannot copy " + src.describe() + " into " + dst.describe());
+  FP4KIT_CUDA_OK(cudaMemcpy(dst.data, src.data, src.nbytes(), cudaMemcpyHostToDevice));
+}
+
+struct DeviceOperand {
+  Nvfp4Tensor q;
+  std::optional<GpuMatrix> dense;
+  GemmOperand op() const { return dense ? GemmOperand::matrix(dense->view) : GemmOperand::quantized(q); }
+  // The launcher's view of the operand (rowwise part, or dense BF16).
+  cuda::GemmOperandPointers pointers() const {
+    cuda::GemmOperandPointers p;
+    if (dense) {
+      p.dense = dense->view.data;
+      p.dense_stride = dense->view.strides[0];
+      return p;
+    }
+    const Nvfp4Part& part = q.rowwise();
+    p.data = static_cast<const uint8_t*>(part.data.data);
+    p.scales = static_cast<const uint8_t*>(part.scales.data);
+    p.amax = static_cast<const float*>(part.amax.data);
+    p.row_scaled = q.meta().params.row_scaled;
+    p.data_stride = part.data.strides[0];
+    p.scale_stride = part.scales.strides[0];
+    return p;
+  }
+};
+
+DeviceOperand to_device(const HostOperand& h) {
+  DeviceOperand d;
+  if (h.dense) {
+    d.dense = upload(*h.dense);
+    return d;
+  }
+  const Nvfp4Meta& meta = h.q.meta();
+  d.q = Nvfp4Tensor::allocate(meta.rows, meta.cols, meta.source_dtype, meta.params, kGpu);
+  copy_to_device(d.q.rowwise().data, h.q.rowwise().data);
+  copy_to_device(d.q.rowwise().scales, h.q.rowwise().scales);
+  copy_to_device(d.q.rowwise().amax, h.q.rowwise().amax);
+  return d;
+}
+
+float element(const std::vector<uint8_t>& bytes, DType dt, size_t i) {
+  if (dt == DType::kF32) {
+    float f;
+    std::memcpy(&f, bytes.data() + 4 * i, 4);
+    return f;
+  }
+  uint16_t h;
+  std::memcpy(&h, bytes.data() + 2 * i, 2);
+  return dt == DType::kBF16 ? bf16_to_float(h) : fp16_to_float(h);
+}
+
+std::vector<float> checked_values(const std::vector<uint8_t>& d, DType dt, int64_t n, const std::vector<int64_t>& rows) {
+  std::vector<float> out;
+  for (const int64_t r : rows)
+    for (int64_t j = 0; j < n; ++j) out.push_back(element(d, dt, static_cast<size_t>(r * n + j)));
+  return out;
+}
+
+// The oracle rounded to D's dtype, widened.
+std::vector<float> oracle_in(const HostMatrix& oracle, DType dt) {
+  HostMatrix r(oracle.rows, oracle.cols, dt);
+  std::vector<float> out;
+  for (int64_t i = 0; i < oracle.rows; ++i) {
+    for (int64_t j = 0; j < oracle.cols; ++j) {
+      r.set(i, j, oracle.get(i, j));
+      out.push_back(r.get(i, j));
+    }
+  }
+  return out;
+}
+
+// Bit equality (any NaN matching any NaN: the contract fixes only that such an output is NaN).
+testing::AssertionResult bit_equal(const std::vector<float>& got, const std::vector<float>& want, int64_t n,
+                                   const std::vector<int64_t>& rows, const char* what) {
+  int64_t bad = 0;
+  std::ostringstream first;
+  first.precision(9);
+  for (size_t i = 0; i < got.size(); ++i) {
+    const float g = got[i], w = want[i];
+    if ((std::isnan(g) && std::isnan(w)) || float_bits(g) == float_bits(w)) continue;
+    if (bad++ < 6) first << "\n    (" << rows[i / static_cast<size_t>(n)] << ", " << i % static_cast<size_t>(n) << "): got " << g << ", " << what << " " << w;
+  }
+  if (bad == 0) return testing::AssertionSuccess();
+  return testing::AssertionFailure() << bad << " of " << got.size() << " elements differ from the " << what << first.str();
+}
+
+int64_t nonfinite_count(const std::vector<uint8_t>& d, DType dt) {
+  int64_t count = 0;
+  for (size_t i = 0; i < d.size() / dtype_size(dt); ++i) count += std::isfinite(element(d, dt, i)) ? 0 : 1;
+  return count;
+}
+
+template <typename F>
+bool guarded(const std::string& label, F&& check) {
+  try {
+    return check();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << label << ": threw " << e.what();
+    return false;
+  }
+}
+
+Problem gemm_problem(const SmallCase& c, DType out) {
+  Problem p;
+  p.op = OpKind::kGemm;
+  p.rows = c.m;
+  p.cols = c.n;
+  p.k = c.k;
+  p.in_dtype = c.a == AForm::kBf16 ? DType::kBF16 : DType::kU8;
+  p.out_dtype = out;
+  p.a_nvfp4 = c.a != AForm::kBf16;
+  p.a_row_scaled = c.a == AForm::kRowScaled;
+  p.b_2d = c.b == BForm::k2D;
+  return p;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fixture
+// ---------------------------------------------------------------------------------------------
+
+class GpuGemmSmallM : public testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string why = no_gpu_reason();
+    if (!why.empty()) GTEST_SKIP() << why;
+    FP4KIT_CUDA_OK(cudaSetDevice(0));
+    cudaStream_t s = nullptr;
+    FP4KIT_CUDA_OK(cudaStreamCreate(&s));
+    stream_.reset(s);
+    DispatchSettings mine, portable;
+    mine.force_kernel = kVariant;
+    portable.force_kernel = kPortable;
+    mine_ = std::make_unique<Context>(mine, Registry::builtin());
+    portable_ = std::make_unique<Context>(portable, Registry::builtin());
+    default_ = std::make_unique<Context>(DispatchSettings{}, Registry::builtin());
+  }
+
+  Target target(Context* ctx) const { return Target::cuda(0, stream_.get(), ctx); }
+  void sync() const {
+    FP4KIT_CUDA_OK(cudaStreamSynchronize(stream_.get()));
+    FP4KIT_CUDA_OK(cudaGetLastError());
+  }
+  std::vector<uint8_t> download(const void* p, size_t bytes) const {
+    std::vector<uint8_t> out(bytes);
+    FP4KIT_CUDA_OK(cudaMemcpy(out.data(), p, bytes, cudaMemcpyDeviceToHost));
+    return out;
+  }
+
+  // D [M, N] in `out` after one fp4kit::gemm call under `ctx` into memory poisoned with `poison`.
+  std::vector<uint8_t> run(const DeviceOperand& a, const DeviceOperand& b, DType out, int64_t m, int64_t n,
+                           const GemmOptions& options, Context* ctx, uint8_t poison) {
+    const size_t bytes = static_cast<size_t>(m * n) * dtype_size(out);
+    DevicePtr d = device_alloc(bytes);
+    FP4KIT_CUDA_OK(cudaMemsetAsync(d.get(), poison, bytes, stream_.get()));
+    gemm(a.op(), b.op(), TensorView::matrix(d.get(), out, m, n, kGpu), options, target(ctx));
+    sync();
+    return download(d.get(), bytes);
+  }
+
+  // D after one direct launcher call with `tuning` (the plan it chose in *plan).
+  std::vector<uint8_t> run_launcher(const DeviceOperand& a, const DeviceOperand& b, DType out, int64_t m, int64_t n,
+                                    int64_t k, const cuda::GemmEpilogue& e, const cuda::SmallMTuning& tuning,
+                                    uint8_t poison) {
+    const size_t bytes = static_cast<size_t>(m * n) * dtype_size(out);
+    DevicePtr d = device_alloc(bytes);
+    FP4KIT_CUDA_OK(cudaMemsetAsync(d.get(), poison, bytes, stream_.get()));
+    const KernelConfig config{"m64_k128_s6", 64, 256, 128, 6, 512};
+    cuda::launch_sm80_gemm_smallm(m, n, k, a.pointers(), b.pointers(), d.get(), out, n, e, config, 0, stream_.get(),
+                                  tuning);
+    sync();
+    return download(d.get(), bytes);
+  }
+
+  test::GemmBoundCheck bound_check(const SmallCase& c, const HostSide& h, DType out, const std::vector<float>& got,
+                                   const std::vector<float>& want) const {
+    test::GemmBoundCheck check;
+    check.rows = static_cast<int64_t>(h.rows.size());
+    check.cols = c.n;
+    check.k = c.k;
+    check.out = out;
+    check.got = got.data();
+    check.oracle = want.data();
+    check.abs_sums = h.abs_sums.data();
+    check.epilogue_abs = h.epilogue_abs.empty() ? nullptr : h.epilogue_abs.data();
+    check.row_ids = h.rows.data();
+    return check;
+  }
+
+  // D (bytes in `out`) against the oracle: the bound, equality on grid inputs, and every element
+  // finite outside the checked rows.
+  bool expect_oracle(const SmallCase& c, const HostSide& h, DType out, const std::vector<uint8_t>& d,
+                     const std::string& where) {
+    bool ok = true;
+    const std::vector<float> got = checked_values(d, out, c.n, h.rows), want = oracle_in(h.oracle, out);
+    if (c.grid) {
+      const testing::AssertionResult r = bit_equal(got, want, c.n, h.rows, "oracle");
+      EXPECT_TRUE(r) << c.describe() << ", " << where << ": grid-valued inputs must give the oracle exactly";
+      ok = ok && r;
+    }
+    const testing::AssertionResult r = test::within_gemm_bound(bound_check(c, h, out, got, want));
+    EXPECT_TRUE(r) << c.describe() << ", " << where;
+    ok = ok && r;
+    if (static_cast<int64_t>(h.rows.size()) < c.m) {
+      const int64_t bad = nonfinite_count(d, out);
+      EXPECT_EQ(bad, 0) << c.describe() << ", " << where << ": NaN or infinite elements (unwritten?) in D";
+      ok = ok && bad == 0;
+    }
+    return ok;
+  }
+
+  // Two results of this kernel or another backend: equal bytes on grid inputs, else within twice
+  // the bound (each is within the bound of the oracle).
+  bool expect_agree(const SmallCase& c, const HostSide& h, DType out, const std::vector<uint8_t>& x,
+                    const std::vector<uint8_t>& y, const std::string& where) {
+    const std::vector<float> gx = checked_values(x, out, c.n, h.rows), gy = checked_values(y, out, c.n, h.rows);
+    if (c.grid) {
+      const testing::AssertionResult r = bit_equal(gx, gy, c.n, h.rows, where.c_str());
+      EXPECT_TRUE(r) << c.describe() << ": " << where;
+      return r;
+    }
+    std::vector<double> twice_sums(h.abs_sums), twice_epilogue(h.epilogue_abs);
+    for (double& v : twice_sums) v *= 2;
+    for (double& v : twice_epilogue) v *= 2;
+    test::GemmBoundCheck check = bound_check(c, h, out, gx, gy);
+    check.abs_sums = twice_sums.data();
+    check.epilogue_abs = twice_epilogue.empty() ? nullptr : twice_epilogue.data();
+    const testing::AssertionResult r = test::within_gemm_bound(check);
+    EXPECT_TRUE(r) << c.describe() << ": this kernel against " << where << " (twice the bound)";
+    return r;
+  }
+
+  GemmOptions options_of(const SmallCase& c, DType out, const HostSide& h, std::optional<GpuMatrix>& cmat,
+                         std::optional<GpuMatrix>& bias) {
+    GemmOptions o;
+    o.alpha = c.alpha;
+    o.beta = c.beta;
+    if (c.beta != 0.0f) {
+      cmat = upload(HostMatrix(c.m, c.n, h.c, c.c_in_d_dtype ? out : DType::kF32));
+      o.c = cmat->view;
+    }
+    if (c.bias) {
+      bias = upload(HostMatrix(1, c.n, h.bias, *c.bias));
+      o.bias = TensorView::vector(bias->mem.get(), *c.bias, c.n, kGpu);
+    }
+    return o;
+  }
+
+  bool check_case(const SmallCase& c, const HostSide& h) {
+    const DeviceOperand a = to_device(h.a), b = to_device(h.b);
+    bool ok = true;
+    for (const DType out : c.outputs) {
+      const std::string where = std::string("d ") + dtype_name(out);
+      const Problem problem = gemm_problem(c, out);
+      const Selection s = mine_->select(problem, mine_->device(kGpu));
+      EXPECT_TRUE(s.ok() && s.variant->name == kVariant) << problem.describe() << ": " << explain(s, problem, mine_->device(kGpu));
+      std::optional<GpuMatrix> cmat, bias;
+      const GemmOptions o = options_of(c, out, h, cmat, bias);
+
+      const std::vector<uint8_t> first = run(a, b, out, c.m, c.n, o, mine_.get(), kPoison);
+      ok = expect_oracle(c, h, out, first, where + " (" + kVariant + ")") && ok;
+      const std::vector<uint8_t> again = run(a, b, out, c.m, c.n, o, mine_.get(), kPoisonAgain);
+      EXPECT_TRUE(again == first) << c.describe() << ", " << where << ": a second call (D poisoned with 0x5A) gave other bytes";
+      ok = ok && again == first;
+      const std::vector<uint8_t> portable = run(a, b, out, c.m, c.n, o, portable_.get(), kPoison);
+      ok = expect_oracle(c, h, out, portable, where + " (" + kPortable + ")") && ok;
+      ok = expect_agree(c, h, out, first, portable, where + " " + kPortable) && ok;
+    }
+    return ok;
+  }
+
+  void run_cases(const std::vector<SmallCase>& cases, const char* what) {
+    double host_seconds = 0;
+    uint64_t seed = 500;
+    int failing = 0;
+    for (const SmallCase& c : cases) {
+      const bool ok = guarded(c.describe(), [&] {
+        const HostSide h = prepare(c, seed);
+        host_seconds += h.seconds;
+        return check_case(c, h);
+      });
+      seed += 10;
+      if (!ok && ++failing >= 8) {
+        ADD_FAILURE() << what << ": stopping after " << failing << " failing cases";
+        break;
+      }
+    }
+    std::cout << what << ": " << cases.size() << " cases, host side " << std::fixed << std::setprecision(2)
+              << host_seconds << " s\n" << std::defaultfloat;
+  }
+
+  StreamPtr stream_;
+  std::unique_ptr<Context> mine_, portable_, default_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Case lists
+// ---------------------------------------------------------------------------------------------
+
+constexpr int64_t kMs[] = {1, 7, 16, 33, 64};
+
+// Multiples of 16 that are not of 128: (1040, 784) has 8-byte code rows (392 B) and odd scale rows
+// (49 B), and K past the last whole 256-element stage; (528, 1024) has 16-byte code rows.
+std::vector<SmallCase> shape_cases(bool grid) {
+  std::vector<SmallCase> cases;
+  for (const int64_t m : kMs) {
+    SmallCase plain;
+    plain.m = m;
+    plain.n = 1040;
+    plain.k = 784;
+    plain.grid = grid;
+    cases.push_back(plain);
+
+    SmallCase layer = plain;  // a layer's fprop with a residual: row-scaled A, 2D weights, everything on
+    layer.n = 528;
+    layer.k = 1024;
+    layer.a = AForm::kRowScaled;
+    layer.b = BForm::k2D;
+    layer.alpha = 0.5f;
+    layer.beta = 2.0f;
+    layer.bias = DType::kBF16;
+    cases.push_back(layer);
+
+    SmallCase w4a16 = plain;  // weight-only: BF16 activations
+    w4a16.a = AForm::kBf16;
+    w4a16.beta = 0.5f;
+    w4a16.c_in_d_dtype = true;
+    w4a16.bias = DType::kF32;
+    cases.push_back(w4a16);
+  }
+  SmallCase w4a16_2d;
+  w4a16_2d.m = 64;
+  w4a16_2d.n = 528;
+  w4a16_2d.k = 1024;
+  w4a16_2d.a = AForm::kBf16;
+  w4a16_2d.b = BForm::k2D;
+  w4a16_2d.grid = grid;
+  cases.push_back(w4a16_2d);
+  return cases;
+}
+
+// The decode shape: 8192 x 8192 weights; M = 64 checks 8 spread rows.
+std::vector<SmallCase> large_cases() {
+  std::vector<SmallCase> cases;
+  SmallCase one;
+  one.m = 1;
+  one.n = one.k = 8192;
+  one.b = BForm::k2D;
+  one.bias = DType::kBF16;
+  cases.push_back(one);
+  SmallCase w4a16 = one;
+  w4a16.a = AForm::kBf16;
+  w4a16.outputs = {DType::kBF16};
+  cases.push_back(w4a16);
+  SmallCase sixty_four = one;
+  sixty_four.m = 64;
+  sixty_four.checked_rows = 8;
+  cases.push_back(sixty_four);
+  SmallCase sixty_four_w4a16 = sixty_four;
+  sixty_four_w4a16.a = AForm::kBf16;
+  sixty_four_w4a16.outputs = {DType::kBF16};
+  cases.push_back(sixty_four_w4a16);
+  return cases;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+TEST_F(GpuGemmSmallM, ShapesAndFeaturesWithinTheBoundOfTheF64Oracle) {
+  run_cases(shape_cases(false), "small-M shapes, normal inputs");
+}
+
+TEST_F(GpuGemmSmallM, ExactOnGridValuedSparseInputs) { run_cases(shape_cases(true), "small-M shapes, grid inputs"); }
+
+TEST_F(GpuGemmSmallM, DecodeShape8192x8192WithinTheBound) { run_cases(large_cases(), "8192 x 8192 weights"); }
+
+// Every MMA path and split count of the launcher computes the same function: within the bound of
+// the oracle, equal bytes on grid inputs, and each deterministic.
+TEST_F(GpuGemmSmallM, EveryPathAndSplitCountAgrees) {
+  using Mma = cuda::SmallMTuning::Mma;
+  int cc_major = 0, cc_minor = 0;
+  FP4KIT_CUDA_OK(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, 0));
+  FP4KIT_CUDA_OK(cudaDeviceGetAttribute(&cc_minor, cudaDevAttrComputeCapabilityMinor, 0));
+  std::vector<SmallCase> cases;
+  for (const bool grid : {false, true}) {
+    for (const int64_t m : {int64_t{5}, int64_t{16}, int64_t{33}, int64_t{64}}) {
+      SmallCase c;
+      c.m = m;
+      c.n = 528;
+      c.k = 1024 + 784;  // 904-byte code rows (8-byte copies), 113-byte scale rows, a partial last stage
+      c.grid = grid;
+      c.a = m % 2 ? AForm::kBf16 : AForm::k1D;
+      c.alpha = 2.0f;
+      c.bias = DType::kF32;
+      c.outputs = {DType::kF32};
+      cases.push_back(c);
+      c.k = 2048;  // 16-byte code rows, 8-byte scale rows
+      cases.push_back(c);
+    }
+  }
+  uint64_t seed = 900;
+  for (const SmallCase& c : cases) {
+    guarded(c.describe(), [&] {
+      const HostSide h = prepare(c, seed += 10);
+      const DeviceOperand a = to_device(h.a), b = to_device(h.b);
+      const DType out = DType::kF32;
+      cuda::GemmEpilogue e;
+      e.alpha = c.alpha;
+      const GpuMatrix bias = upload(HostMatrix(1, c.n, h.bias, DType::kF32));
+      e.bias = bias.mem.get();
+      e.bias_dtype = DType::kF32;
+      std::optional<std::vector<uint8_t>> reference;
+      // Both MMA paths with automatic and forced split counts, then ring depths from 2 up.
+      std::vector<cuda::SmallMTuning> tunings;
+      for (const Mma mma : {Mma::kMmaSync, Mma::kWgmma}) {
+        for (const int splits : {0, 1, 3, 8}) {
+          cuda::SmallMTuning t;
+          t.mma = mma;
+          t.splits = splits;
+          tunings.push_back(t);
+        }
+      }
+      for (const int stages : {2, 3, c.m <= 8 ? 8 : 5}) {
+        cuda::SmallMTuning t;
+        t.stages = stages;
+        t.mma = stages == 3 ? Mma::kMmaSync : Mma::kAuto;
+        tunings.push_back(t);
+      }
+      for (cuda::SmallMTuning tuning : tunings) {
+        const Mma mma = tuning.mma;
+        const int splits = tuning.splits;
+        cuda::SmallMPlan plan;
+        tuning.plan = &plan;
+        const std::vector<uint8_t> d = run_launcher(a, b, out, c.m, c.n, c.k, e, tuning, kPoison);
+        std::ostringstream where;
+        where << (plan.wgmma ? "wgmma" : "mma.sync") << ", " << plan.splits << " splits of " << plan.k_slice << ", "
+              << plan.stages << " stages, " << plan.load_bytes << "-byte copies, " << plan.m_tiles << " activation tiles";
+        if (splits > 0) EXPECT_LE(plan.splits, splits) << where.str();
+        if (tuning.stages > 0) EXPECT_EQ(plan.stages, tuning.stages) << where.str();
+        // wgmma runs where the sm_90a image does, for 4 or 8 activation tiles, with a ring of 3 or more.
+        const bool wgmma_expected = (mma == Mma::kWgmma || (mma == Mma::kAuto && cc_major == 9 && cc_minor == 0)) &&
+                                    plan.m_tiles >= 4 && tuning.stages != 2;
+        EXPECT_EQ(plan.wgmma, wgmma_expected) << where.str();
+        if (mma == Mma::kWgmma && splits == 0 && cc_major == 9 && cc_minor == 0) {
+          std::cout << c.describe() << ": " << where.str() << "\n";
+        }
+        expect_oracle(c, h, out, d, where.str());
+        const std::vector<uint8_t> again = run_launcher(a, b, out, c.m, c.n, c.k, e, tuning, kPoisonAgain);
+        EXPECT_TRUE(again == d) << c.describe() << ", " << where.str() << ": a second call gave other bytes";
+        if (reference) {
+          expect_agree(c, h, out, d, *reference, "the first plan (mma.sync, automatic splits)");
+        } else {
+          reference = d;
+        }
+      }
+      return true;
+    });
+  }
+}
+
+// NUMERICS §9: a block holding a NaN has scale byte 0x7F; §7: exactly the outputs that read it are
+// NaN (0 * NaN is NaN), every other output is the oracle's. Both MMA paths (M = 7, M = 48).
+TEST_F(GpuGemmSmallM, NanScaleBlocksMakeExactlyTheirOutputsNan) {
+  for (const int64_t M : {int64_t{7}, int64_t{48}}) {
+    const int64_t N = 272, K = 1024;
+    std::vector<float> av = test::sparse_grid(M, K, 41), bv = test::sparse_grid(N, K, 42);
+    av[static_cast<size_t>(3 * K + 20)] = std::nanf("");      // A row 3, block 1
+    av[static_cast<size_t>(5 * K + 1000)] = INFINITY;         // A row 5, block 62
+    bv[static_cast<size_t>(200 * K + 300)] = -std::nanf("");  // B row 200, block 18
+    HostMatrix a(M, K, av), b(N, K, bv);
+    const Nvfp4Tensor qa = quantize(a.view(), QuantParams{}, Target::cpu());
+    const Nvfp4Tensor qb = quantize(b.view(), QuantParams{}, Target::cpu());
+    ASSERT_EQ(test::scale(qa.rowwise(), 3, 1), kE4m3Nan);
+    ASSERT_EQ(test::scale(qa.rowwise(), 5, 62), kE4m3Nan);
+    ASSERT_EQ(test::scale(qb.rowwise(), 200, 18), kE4m3Nan);
+    HostMatrix oracle(M, N);
+    GemmOptions o64;
+    o64.accumulation = Accumulation::kF64;
+    gemm(GemmOperand::quantized(qa), GemmOperand::quantized(qb), oracle.view(), o64, Target::cpu());
+    const DeviceOperand da = to_device(HostOperand{qa, std::nullopt}), db = to_device(HostOperand{qb, std::nullopt});
+    const std::vector<uint8_t> d = run(da, db, DType::kF32, M, N, GemmOptions{}, mine_.get(), kPoison);
+    int64_t wrong = 0;
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t n = 0; n < N; ++n) {
+        const bool want_nan = m == 3 || m == 5 || n == 200;
+        ASSERT_EQ(std::isnan(oracle.get(m, n)), want_nan) << "the oracle itself at " << m << "," << n;
+        const float got = element(d, DType::kF32, static_cast<size_t>(m * N + n));
+        const bool ok = want_nan ? std::isnan(got) : float_bits(got) == float_bits(oracle.get(m, n));
+        if (!ok && wrong++ < 6) {
+          ADD_FAILURE() << "M=" << M << " (" << m << ", " << n << "): got " << got << ", oracle " << oracle.get(m, n);
+        }
+      }
+    }
+    EXPECT_EQ(wrong, 0) << "M=" << M;
+  }
+}
+
+// M = 65 is not decode: selection passes the kernel over, naming why, and forcing it is an error
+// that names the same reason.
+TEST_F(GpuGemmSmallM, SelectionRejectsMAbove64NamingTheReason) {
+  SmallCase c;
+  c.m = 65;
+  c.n = 528;
+  c.k = 1024;
+  const Problem p = gemm_problem(c, DType::kBF16);
+  const DeviceInfo& device = default_->device(kGpu);
+  const Selection s = default_->select(p, device);
+  ASSERT_TRUE(s.ok()) << explain(s, p, device);
+  EXPECT_NE(s.variant->name, kVariant) << explain(s, p, device);
+  bool named = false;
+  for (const Rejection& r : s.rejected) {
+    if (r.variant != kVariant) continue;
+    named = true;
+    EXPECT_NE(r.reason.find("serves M <= 64 (decode)"), std::string::npos) << r.reason;
+    EXPECT_NE(r.reason.find("M is 65"), std::string::npos) << r.reason;
+  }
+  EXPECT_TRUE(named) << kVariant << " is not among the rejected: " << explain(s, p, device);
+  const test::Caught caught = test::catch_error([&] { mine_->select(p, device); });
+  EXPECT_TRUE(caught.thrown && caught.code == ErrorCode::kUnsupported) << caught.what;
+  EXPECT_NE(caught.what.find("M <= 64"), std::string::npos) << caught.what;
+  // And M = 64 selects it without forcing.
+  c.m = 64;
+  const Problem p64 = gemm_problem(c, DType::kBF16);
+  const Selection s64 = default_->select(p64, device);
+  ASSERT_TRUE(s64.ok()) << explain(s64, p64, device);
+  EXPECT_EQ(s64.variant->name, kVariant) << explain(s64, p64, device);
+}
+
+}  // namespace
+}  // namespace fp4kit
