@@ -123,7 +123,9 @@ void register_cuda_variants(Registry& registry) {
   }
   sm90.smem_bytes = [](const KernelConfig& c) { return cuda::sm90_gemm_smem_bytes(c.tile_n, c.stages); };
   sm90.check_problem = [](const Problem& p) -> std::string {
-    if (!p.a_nvfp4 || !p.b_nvfp4) return "multiplies NVFP4 by NVFP4; a dense operand goes to the other GEMM backends";
+    if (!p.a_nvfp4 || !p.b_nvfp4) {
+      return "multiplies NVFP4 by NVFP4; a dense A (W4A16) or B goes to the other GEMM backends";
+    }
     // The scales move as 16-byte rows per 256-element stage (the bulk copy's smallest row).
     if (p.k % cuda::kSm90StageK != 0) return cat("needs K a multiple of ", cuda::kSm90StageK, "; K is ", p.k);
     return {};
@@ -186,7 +188,9 @@ void register_cuda_variants(Registry& registry) {
   lt4.configs = {KernelConfig{"cublaslt_heuristic", 0, 0, 0, 1, 0}};
   lt4.smem_bytes = [](const KernelConfig&) -> int64_t { return 0; };  // cuBLASLt's kernels size their own
   lt4.check_problem = [](const Problem& p) -> std::string {
-    if (!p.a_nvfp4 || !p.b_nvfp4) return "multiplies NVFP4 by NVFP4; a dense operand goes to the other GEMM backends";
+    if (!p.a_nvfp4 || !p.b_nvfp4) {
+      return "multiplies NVFP4 by NVFP4; a dense A (W4A16) or B goes to the other GEMM backends";
+    }
     if (p.a_row_scaled) {
       return "applies one global scale per operand (cuBLASLt's alpha); a row-scaled A (per-row alpha) goes to the "
              "other GEMM backends";

@@ -64,21 +64,38 @@ std::string gemm_sm100_cublaslt_image_problem(const DeviceInfo& device);
 // 2D-scaled: the same layout), A NVFP4 (1D or row-scaled) or dense BF16 (W4A16); any N >= 1 and K a
 // multiple of 16. Codes and scales are read at their given strides; B's and NVFP4 A's code rows
 // need 8-byte alignment (16-byte aligned rows are copied 16 bytes at a time); scale rows and a
-// dense A take any alignment. Three kernels on `stream`: A's block values into a stream-ordered
-// buffer in the MMA's K order, the streaming kernel (FP32 partial sums per K split), and the
-// epilogue summing the splits in a fixed order (deterministic). The streaming kernel's shared
-// memory is a ring of `stages` buffers, each a K stage of 128 (k_stage) for 256 weight rows: the
-// activations [k_stage / 8][m_pad][8] BF16 (m_pad = 8, 16, 32 or 64: M rounded up), the codes
-// [256][k_stage / 2] and the scales [256][k_stage / 16].
+// dense A take any alignment. Two or three kernels on `stream`: A's block values into a
+// stream-ordered buffer in the MMA's K order, the streaming kernel, and (only with several K splits)
+// the epilogue summing the splits' FP32 partials in a fixed order (deterministic); one split writes
+// D itself. Two streaming kernels share the decode and the MMAs:
+//  - the bulk-copy kernel (sm_90 image): K stages of 128 * chunks elements for `rows` weight rows,
+//    each row's run of codes and of scales one bulk copy (TMA) completing on an mbarrier; it needs
+//    16-byte aligned code and scale rows and K % 256 == 0 (dense fp4kit tensors with such K are);
+//  - the cp.async kernel (every other case, and sm_80): K stages of 128 for 256 weight rows.
+// Each stage of either holds the activations [k_stage / 8][m_pad][8] BF16 (m_pad = 8, 16, 32 or
+// 64: M rounded up), the codes [rows][k_stage / 2] and the scales [rows][k_stage / 16].
+constexpr int64_t smallm_stage_bytes(int64_t m_pad, int64_t k_stage, int64_t rows) {
+  return m_pad * k_stage * 2 + rows * (k_stage / 2 + k_stage / 16);
+}
+// The cp.async kernel's ring (256 rows, k_stage = 128). NOTE: the registry's configurations are
+// caps in this formula; each kernel's own formula below stays within the cap it is given.
 constexpr int64_t smallm_smem_bytes(int64_t m_pad, int64_t k_stage, int64_t stages) {
-  return stages * (m_pad * k_stage * 2 + 256 * (k_stage / 2 + k_stage / 16));
+  return stages * smallm_stage_bytes(m_pad, k_stage, 256);
+}
+// The bulk-copy kernel's dynamic shared memory: the ring, then one 8-byte mbarrier per buffer.
+constexpr int64_t smallm_bulk_smem_bytes(int64_t m_pad, int64_t k_stage, int64_t rows, int64_t stages) {
+  return stages * (smallm_stage_bytes(m_pad, k_stage, rows) + 8);
 }
 
 // What the launcher chose (for tests and benchmarks).
 struct SmallMPlan {
   int m_tiles = 0;          // activation rows in 8-row tiles: 1, 2, 4 or 8
   bool wgmma = false;       // the sm_90a warpgroup MMA path (else mma.sync)
-  int load_bytes = 0;       // width of the weight copies: 16 or 8
+  bool bulk = false;        // the bulk-copy kernel (else the cp.async kernel)
+  bool fused_epilogue = false;  // one split: the streaming kernel writes D (no epilogue kernel)
+  int load_bytes = 0;       // cp.async kernel: width of the weight copies, 16 or 8 (bulk: 0)
+  int rows = 0;             // weight rows per CTA
+  int64_t k_stage = 0;      // K elements per stage
   int stages = 0;           // shared-memory ring depth used (at most the configuration's)
   int splits = 0;           // K splits (FP32 partial sums reduced by the epilogue kernel)
   int64_t k_slice = 0;      // K elements per split (the last split may be shorter)
@@ -90,10 +107,12 @@ struct SmallMTuning {
   int splits = 0;  // 0: chosen from the shape and the device
   int stages = 0;  // ring depth, 0: chosen (within the configuration's shared memory either way)
   enum class Mma : uint8_t { kAuto, kMmaSync, kWgmma } mma = Mma::kAuto;
+  // kAuto: the bulk-copy kernel wherever it applies; kCpAsync: the cp.async kernel always.
+  enum class Path : uint8_t { kAuto, kCpAsync } path = Path::kAuto;
   SmallMPlan* plan = nullptr;  // receives the plan when set
 };
 // config: its shared memory, smallm_smem_bytes(tile_m = 64, tile_k = 128, stages), is the cap the
-// launcher's ring (two stages in flight where it fits) stays within.
+// launcher's ring stays within.
 void launch_sm80_gemm_smallm(int64_t m, int64_t n, int64_t k, const GemmOperandPointers& a, const GemmOperandPointers& b,
                              void* d, DType d_dtype, int64_t d_stride, const GemmEpilogue& epilogue,
                              const KernelConfig& config, int device, void* stream, const SmallMTuning& tuning = {});

@@ -43,6 +43,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <utility>
 
 #include "core/check.hpp"
@@ -712,6 +713,286 @@ __global__ void __launch_bounds__(Shape<MT, kWgmma>::kThreads, Shape<MT, kWgmma>
 }
 
 // ---------------------------------------------------------------------------------------------
+// Kernel 2b: the weight stream by bulk copies (sm_90)
+// ---------------------------------------------------------------------------------------------
+//
+// Same decode and MMAs as kernel 2; what differs is how the bytes arrive. Kernel 2 copies 64-byte
+// pieces of 256 rows per 128-K stage with per-thread cp.async; here a stage is kChunks 128-element
+// chunks of kRows rows, and each row's codes (kChunks * 64 contiguous bytes) and scales
+// (kChunks * 8) are one bulk copy (the TMA engine; no per-thread address work), completing on the
+// buffer's mbarrier. Longer runs per row and the copy engine's own queue keep more of the weight in
+// flight per SM. Warps: one 16-row tile each (a warpgroup's four make a 64-row wgmma tile), kKGroups
+// groups of them splitting each stage's chunks; the groups' FP32 sums are added in group order at
+// the end (deterministic). With one K split the kernel applies the contract's epilogue and writes D.
+
+// Shapes by activation tiles (rows per CTA, chunks per stage, warp groups sharing a stage's chunks).
+// The activations' share of a stage grows with M: M <= 16 affords 512-K stages of 64 rows; M > 16
+// takes 256-K stages (64 or 128 rows) so that three or four buffers fit.
+constexpr int bulk_rows(int m_tiles, bool wgmma) { return wgmma && m_tiles == 8 ? 128 : 64; }
+constexpr int bulk_chunks(int m_tiles) { return m_tiles <= 2 ? 4 : 2; }
+constexpr int bulk_kgroups(int m_tiles, bool wgmma) { return wgmma && m_tiles == 8 ? 2 : 2; }
+constexpr int kMaxBulkStages = 8;
+
+template <int MT, bool kWgmma>
+struct BulkShape {
+  static constexpr int kMTiles = MT;
+  static constexpr int kMPad = 8 * MT;
+  static constexpr int kRows = bulk_rows(MT, kWgmma);
+  static constexpr int kChunks = bulk_chunks(MT);
+  static constexpr int kKGroups = bulk_kgroups(MT, kWgmma);
+  static constexpr int kStageK = kChunks * kChunkK;
+  static constexpr int kTiles = kRows / 16;  // 16-row tiles: one per warp of a group
+  static constexpr int kWarps = kTiles * kKGroups;
+  static constexpr int kThreads = 32 * kWarps;
+  static constexpr int kRowTiles = 1;  // per warp (WeightRegs, mma_stage)
+  static constexpr int kCodePitch = kStageK / 2, kScalePitch = kStageK / 16;  // bytes per row in a stage
+  // One ring buffer: the activations [kStageK / 8][m_pad][16 B], the codes [kRows][kCodePitch], the
+  // scales [kRows][kScalePitch].
+  static constexpr int kActBytes = kMPad * kStageK * 2;
+  static constexpr int kCodeBytes = kRows * kCodePitch;
+  static constexpr int kScaleBytes = kRows * kScalePitch;
+  static constexpr int kStageBytes = kActBytes + kCodeBytes + kScaleBytes;
+  static_assert(kStageBytes == smallm_stage_bytes(kMPad, kStageK, kRows), "launch.hpp's formula is what the kernel allocates");
+  static_assert(kStageBytes % 128 == 0 && kActBytes % 16 == 0 && kCodeBytes % 16 == 0, "bulk copies land on 16-byte boundaries");
+  static_assert(kChunks % 2 == 0 && kChunks % kKGroups == 0, "scale runs of whole 16 bytes; every group the same chunk count");
+  static_assert(!kWgmma || kTiles % 4 == 0, "a warpgroup's wgmma covers 64 rows");
+  // The reduction of the groups' sums reuses the ring (at least one buffer).
+  static constexpr int kReduceBytes = (kKGroups - 1) * kTiles * 32 * MT * 4 * 4;
+  static_assert(kReduceBytes <= kStageBytes, "the groups' sums fit in one buffer");
+  // <= 128 registers: two CTAs of 8 warps, or one of 16, per SM.
+  static constexpr int kMinBlocks = kWarps <= 8 ? 2 : 1;
+};
+
+struct BulkArgs {
+  const uint8_t* b_data;    // [N, K/2] codes, b_data_stride bytes between rows (16-byte aligned)
+  const uint8_t* b_scales;  // [N, K/16] E4M3, b_scale_stride bytes between rows (16-byte aligned)
+  int64_t b_data_stride, b_scale_stride;
+  const ActRow* act;        // the prepared activations [K_pad / 8][m_pad]
+  float* partials;          // [splits][M][N] FP32 (several splits)
+  int m, n, k;
+  int stage_count;          // stages of the whole K: ceil(K / stage_k); the last may hold fewer chunks
+  int stages_per_split;
+  int stages;               // ring depth (2..kMaxBulkStages)
+  // One split: the contract's epilogue here, D written directly.
+  int fused;
+  GemmOperandPointers a;    // A's global factors (amax, row-scaled)
+  const float* amax_b;
+  GemmEpilogue e;
+  void* d;                  // [M, N], d_stride elements between rows
+  DType d_dtype;
+  int64_t d_stride;
+};
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define FP4KIT_SMALLM_BULK 1
+#else
+#define FP4KIT_SMALLM_BULK 0
+#endif
+
+#if FP4KIT_SMALLM_BULK
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+// `bytes` (a multiple of 16) from global to shared memory by the copy engine, counted on `bar`.
+__device__ __forceinline__ void bulk_copy(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(dst),
+               "l"(src), "r"(bytes), "r"(bar)
+               : "memory");
+}
+#endif
+
+template <typename OutT>
+__device__ __forceinline__ void store_as(void* d, int64_t i, float v) {
+  static_cast<OutT*>(d)[i] = from_float<OutT>(v);
+}
+
+template <int MT, bool kWgmma>
+__global__ void __launch_bounds__(BulkShape<MT, kWgmma>::kThreads, BulkShape<MT, kWgmma>::kMinBlocks)
+    smallm_bulk_kernel(const BulkArgs p) {
+#if FP4KIT_SMALLM_BULK
+  using S = BulkShape<MT, kWgmma>;
+  [[maybe_unused]] constexpr bool kUseWgmma = kWgmma && FP4KIT_SMALLM_WGMMA;
+  extern __shared__ __align__(128) unsigned char smem[];
+  const uint32_t ring = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  const uint32_t bars = ring + p.stages * S::kStageBytes;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int tile = warp % S::kTiles, group = warp / S::kTiles;
+  const int row0 = blockIdx.x * S::kRows;
+  const int first_stage = blockIdx.y * p.stages_per_split;
+  const int stages_total = min(p.stage_count - first_stage, p.stages_per_split);  // >= 1
+  const int chunks_k = p.k / kChunkK;                                             // K % 256 == 0
+  const auto chunks_of = [&](int st) { return min(S::kChunks, chunks_k - (first_stage + st) * S::kChunks); };
+
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < p.stages; ++s) mbar_init(bars + 8 * s, 1);
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+
+  // Warp 0 issues every copy: per stage one arrive.expect_tx (all its bytes), then the rows' runs
+  // (rows past N read row N - 1, never stored) and, once the prepare kernel is done, the
+  // activations. Copies run `ahead` = stages - 1 stages ahead of the math: the buffer a refill
+  // takes is the one every warp finished before the loop's barrier (wgmma waits for its reads at
+  // the end of each stage).
+  const int ahead = p.stages - 1;
+  const auto issue_weights = [&](int st) {
+    if (st >= stages_total) return;
+    const int buf = st % p.stages;
+    const uint32_t stage_smem = ring + buf * S::kStageBytes, bar = bars + 8 * buf;
+    const int chunks = chunks_of(st);
+    const int64_t k0 = int64_t{first_stage + st} * S::kStageK;
+    const uint32_t code_bytes = chunks * (kChunkK / 2), scale_bytes = chunks * (kChunkK / 16);
+    if (lane == 0) mbar_expect_tx(bar, S::kRows * (code_bytes + scale_bytes) + chunks * kChunkK * S::kMPad * 2);
+    __syncwarp();
+#pragma unroll
+    for (int j = 0; j < (S::kRows + 31) / 32; ++j) {
+      const int r = lane + 32 * j;
+      if (S::kRows % 32 == 0 || r < S::kRows) {
+        const int64_t row = min(row0 + r, p.n - 1);
+        bulk_copy(stage_smem + S::kActBytes + r * S::kCodePitch, p.b_data + row * p.b_data_stride + k0 / 2, code_bytes, bar);
+        bulk_copy(stage_smem + S::kActBytes + S::kCodeBytes + r * S::kScalePitch, p.b_scales + row * p.b_scale_stride + k0 / 16,
+                  scale_bytes, bar);
+      }
+    }
+  };
+  const auto issue_act = [&](int st) {
+    if (st >= stages_total || lane != 0) return;
+    const int buf = st % p.stages;
+    const int64_t k0 = int64_t{first_stage + st} * S::kStageK;
+    bulk_copy(ring + buf * S::kStageBytes, p.act + (k0 / 8) * S::kMPad, chunks_of(st) * kChunkK * S::kMPad * 2, bars + 8 * buf);
+  };
+  if (warp == 0) {
+    for (int st = 0; st < ahead; ++st) issue_weights(st);
+    pdl_wait();  // the weights are in flight; the activations are the prepare kernel's
+    for (int st = 0; st < ahead; ++st) issue_act(st);
+  }
+
+  float acc[1][S::kMTiles][4];
+#pragma unroll
+  for (int i = 0; i < S::kMTiles; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc[0][i][j] = 0.0f;
+#if FP4KIT_SMALLM_WGMMA
+  uint32_t wg_a[2][4][4];
+  if constexpr (kUseWgmma) fence_accumulators<S::kMTiles>(acc[0]);
+#endif
+  const int my_row = tile * 16 + g;  // this lane's first row within the CTA (then + 8)
+
+  int buf = 0;
+  uint32_t phase = 0;
+  for (int st = 0; st < stages_total; ++st) {
+    mbar_wait(bars + 8 * buf, phase);
+    __syncthreads();  // every warp has left stage st - 1: its buffer takes stage st + ahead
+    if (warp == 0) {
+      issue_weights(st + ahead);
+      issue_act(st + ahead);
+    }
+    const uint32_t stage_smem = ring + buf * S::kStageBytes;
+    const int chunks = chunks_of(st);
+#pragma unroll
+    for (int i = 0; i < S::kChunks / S::kKGroups; ++i) {
+      const int c = group + i * S::kKGroups;
+      if (c < chunks) {  // uniform across the CTA
+        WeightRegs<S> f;
+        const uint32_t code = stage_smem + S::kActBytes + my_row * S::kCodePitch + c * (kChunkK / 2) + t * 16;
+        const uint32_t sc = stage_smem + S::kActBytes + S::kCodeBytes + my_row * S::kScalePitch + c * (kChunkK / 16) + t * 2;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
+                       : "=r"(f.q[0][h].x), "=r"(f.q[0][h].y), "=r"(f.q[0][h].z), "=r"(f.q[0][h].w)
+                       : "r"(code + h * 8 * S::kCodePitch));
+          asm volatile("ld.shared.u16 %0, [%1];" : "=r"(f.s[0][h]) : "r"(sc + h * 8 * S::kScalePitch));
+        }
+        uint32_t scale[1][2][2];
+        chunk_scales<S>(scale[0], f, 0);
+        const uint32_t act_smem = stage_smem + c * (kChunkK / 8) * S::kMPad * 16;
+#if FP4KIT_SMALLM_WGMMA
+        if constexpr (kUseWgmma) {
+          wgmma_half<S, 0>(acc[0], wg_a[0], f, scale[0], act_smem);
+          wgmma_half<S, 1>(acc[0], wg_a[1], f, scale[0], act_smem);
+          continue;
+        }
+#endif
+        mma_stage<S>(acc, f, scale, act_smem, lane);
+      }
+    }
+#if FP4KIT_SMALLM_WGMMA
+    if constexpr (kUseWgmma) wgmma_wait<0>();  // this stage's buffer is free at the next barrier
+#endif
+    if (++buf == p.stages) {
+      buf = 0;
+      phase ^= 1u;
+    }
+  }
+#if FP4KIT_SMALLM_WGMMA
+  if constexpr (kUseWgmma) fence_accumulators<S::kMTiles>(acc[0]);
+#endif
+  pdl_launch_dependents();
+
+  // The groups' sums, in group order, into group 0 (the ring is idle: every stage issued was
+  // waited for). Layout [group - 1][tile][element][lane]: conflict-free.
+  if constexpr (S::kKGroups > 1) {
+    float* red = reinterpret_cast<float*>(smem);
+    __syncthreads();
+    if (group > 0) {
+#pragma unroll
+      for (int mt = 0; mt < S::kMTiles; ++mt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) red[(((group - 1) * S::kTiles + tile) * S::kMTiles * 4 + mt * 4 + e) * 32 + lane] = acc[0][mt][e];
+    }
+    __syncthreads();
+    if (group > 0) return;
+    for (int gr = 1; gr < S::kKGroups; ++gr) {
+#pragma unroll
+      for (int mt = 0; mt < S::kMTiles; ++mt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[0][mt][e] += red[(((gr - 1) * S::kTiles + tile) * S::kMTiles * 4 + mt * 4 + e) * 32 + lane];
+    }
+  }
+
+  // acc[0][mt][e]: weight rows (g, g + 8) of the tile = columns n of D, activation rows 8 mt + 2t (+1) = rows m.
+  const float fb = p.amax_b ? p.amax_b[0] / kGlobalScaleNumerator : 1.0f;
+  float* out = p.partials + int64_t{blockIdx.y} * p.m * p.n;
+#pragma unroll
+  for (int mt = 0; mt < S::kMTiles; ++mt) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int col = row0 + my_row + (e >> 1) * 8, row = 8 * mt + 2 * t + (e & 1);
+      if (col >= p.n || row >= p.m) continue;
+      const float v = acc[0][mt][e] * kAccScale;  // exact: a power of two
+      if (!p.fused) {
+        out[int64_t{row} * p.n + col] = v;
+        continue;
+      }
+      // The epilogue kernel's arithmetic on a one-split sum: the same bits.
+      const float r = gemm_epilogue_value(p.e, gemm_row_alpha(p.a, fb, p.e.alpha, row), v, row, col);
+      const int64_t at = row * p.d_stride + col;
+      switch (p.d_dtype) {
+        case DType::kF32: store_as<float>(p.d, at, r); break;
+        case DType::kF16: store_as<__half>(p.d, at, r); break;
+        default: store_as<__nv_bfloat16>(p.d, at, r); break;
+      }
+    }
+  }
+#else
+  __trap();  // the host runs this kernel only where its image has sm_90 code (bulk_image_ok)
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------
 // Kernel 3: the splits' sum in split order, then the contract's epilogue
 // ---------------------------------------------------------------------------------------------
 
@@ -750,6 +1031,49 @@ StreamKernel stream_kernel(int m_tiles, bool wgmma) {
   }
 }
 
+using BulkKernel = void (*)(BulkArgs);
+
+// The bulk-copy instantiations and their geometry: mma.sync for every activation tile count, wgmma
+// (the sm_90a image) for 4 or 8 tiles.
+struct BulkGeometry {
+  BulkKernel kernel;
+  int rows, threads;
+  int64_t stage_k;
+  int64_t weight_stage_bytes;  // codes and scales of one stage: the device-memory bytes it brings
+};
+template <int MT, bool kWgmma>
+BulkGeometry bulk_geometry_of() {
+  using S = BulkShape<MT, kWgmma>;
+  return {smallm_bulk_kernel<MT, kWgmma>, S::kRows, S::kThreads, S::kStageK, S::kCodeBytes + S::kScaleBytes};
+}
+BulkGeometry bulk_geometry(int m_tiles, bool wgmma) {
+  if (wgmma && m_tiles == 4) return bulk_geometry_of<4, true>();
+  if (wgmma && m_tiles == 8) return bulk_geometry_of<8, true>();
+  switch (m_tiles) {
+    case 1: return bulk_geometry_of<1, false>();
+    case 2: return bulk_geometry_of<2, false>();
+    case 4: return bulk_geometry_of<4, false>();
+    default: return bulk_geometry_of<8, false>();
+  }
+}
+
+// Whether the bulk-copy kernel's image on `device` was built for sm_90 or newer (an image JIT-built
+// from older PTX has only the trap). NOTE: process-wide on purpose, like ctas_per_sm below: a
+// property of the loaded module, asked of the runtime once per device.
+bool bulk_image_ok(int device) {
+  static std::mutex mutex;
+  static std::map<int, bool> known;
+  const std::lock_guard<std::mutex> lock(mutex);
+  auto it = known.find(device);
+  if (it == known.end()) {
+    cudaFuncAttributes attr{};
+    FP4KIT_CUDA_CHECK(cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(smallm_bulk_kernel<1, false>)),
+                      "small-M GEMM bulk kernel");
+    it = known.emplace(device, attr.ptxVersion >= 90 && attr.binaryVersion >= 90).first;
+  }
+  return it->second;
+}
+
 int sm_count_of(int device) {
   int n = 0;
   FP4KIT_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device), "small-M GEMM");
@@ -759,7 +1083,7 @@ int sm_count_of(int device) {
 // Resident CTAs per SM of a streaming kernel at `smem` bytes, asked of the runtime once per
 // (kernel, device, smem). NOTE: process-wide on purpose (as the cast launcher's): the kernel's
 // dynamic shared-memory limit is itself process-wide CUDA state; it only grows here, under a lock.
-int ctas_per_sm(StreamKernel kernel, int device, int threads, int64_t smem) {
+int ctas_per_sm(const void* kernel, int device, int threads, int64_t smem) {
   struct Known {
     int64_t smem_limit = 0;
     std::map<int64_t, int> ctas;
@@ -767,9 +1091,9 @@ int ctas_per_sm(StreamKernel kernel, int device, int threads, int64_t smem) {
   static std::mutex mutex;
   static std::map<std::pair<const void*, int>, Known> known;
   const std::lock_guard<std::mutex> lock(mutex);
-  Known& k = known[{reinterpret_cast<const void*>(kernel), device}];
+  Known& k = known[{kernel, device}];
   if (smem > k.smem_limit) {
-    FP4KIT_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
+    FP4KIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            static_cast<int>(smem)),
                       detail::cat("small-M GEMM: ", smem, " B of shared memory"));
     k.smem_limit = smem;
@@ -777,7 +1101,7 @@ int ctas_per_sm(StreamKernel kernel, int device, int threads, int64_t smem) {
   auto it = k.ctas.find(smem);
   if (it == k.ctas.end()) {
     int n = 0;
-    FP4KIT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, reinterpret_cast<const void*>(kernel), threads,
+    FP4KIT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads,
                                                                     static_cast<size_t>(smem)),
                       "small-M GEMM");
     if (n < 1) detail::fail(ErrorCode::kInternal, detail::cat("small-M GEMM: ", smem, " B of shared memory leaves no CTA resident"));
@@ -788,18 +1112,45 @@ int ctas_per_sm(StreamKernel kernel, int device, int threads, int64_t smem) {
 
 struct Plan {
   SmallMPlan info;
-  StreamKernel kernel = nullptr;
+  StreamKernel kernel = nullptr;  // the cp.async kernel, or
+  BulkKernel bulk_kernel = nullptr;  // the bulk-copy kernel
   int64_t k_pad = 0;  // the prepared activations' K: whole stages past every split's end
 };
 
-// The plan of one call. Ring depth: two stages in flight, within the configuration's shared
-// memory (its cap at M = 64; see below). Split count: whole waves of CTAs against the partial
-// sums' traffic, each rule of the cost in bytes of device-memory traffic:
+// The split count (K slices of whole stages) by the cost model below, or the tuning's. Each rule
+// of the cost is in bytes of device-memory traffic:
 //   - the weight stream, scaled by how unevenly the CTAs fill the SMs' slots (a last wave that is
 //     a third full costs as much as a full one);
-//   - each split writes and the epilogue reads M x N FP32 partials;
+//   - each split writes and the epilogue reads M x N FP32 partials, and the epilogue kernel's
+//     launch costs `epilogue_bytes`; with `one_split_writes_d`, one split has neither;
 //   - each wave pays a start-up latency (~0.7 us of loads in flight before the first bytes land).
 // Ties go to fewer splits.
+int64_t choose_splits(int64_t m, int64_t n, int64_t k, int64_t units, int64_t row_blocks, int64_t slots,
+                      bool one_split_writes_d, const SmallMTuning& tuning) {
+  const double epilogue_bytes = 4.5e6;  // ~1.5 us at 3 TB/s
+  if (tuning.splits > 0) return std::min<int64_t>(tuning.splits, units);
+  const double weight_bytes = static_cast<double>(n) * static_cast<double>(k) * (0.5 + 1.0 / 16);
+  const double wave_latency_bytes = 2.0e6;
+  int64_t best_splits = 1;
+  double best_cost = 0;
+  for (int64_t s = 1; s <= std::min<int64_t>(units, 64); ++s) {
+    const int64_t per = (units + s - 1) / s;
+    if ((units + per - 1) / per != s) continue;  // the same slices as a smaller split count
+    const int64_t ctas = row_blocks * s, waves = (ctas + slots - 1) / slots;
+    double cost = weight_bytes * static_cast<double>(waves * slots) / static_cast<double>(ctas) +
+                  static_cast<double>(waves) * wave_latency_bytes;
+    if (s > 1 || !one_split_writes_d) cost += static_cast<double>(s * m * n) * 8.0 + epilogue_bytes;
+    if (s == 1 || cost < best_cost) {
+      best_cost = cost;
+      best_splits = s;
+    }
+  }
+  return best_splits;
+}
+
+// The cp.async kernel's plan. Ring depth: two stages in flight, within the configuration's shared
+// memory (its cap at M = 64; see below). Split count: choose_splits (this kernel always runs the
+// epilogue kernel).
 Plan make_plan(int64_t m, int64_t n, int64_t k, const GemmOperandPointers& b, const KernelConfig& config, int device,
                const SmallMTuning& tuning) {
   Plan plan;
@@ -839,33 +1190,86 @@ Plan make_plan(int64_t m, int64_t n, int64_t k, const GemmOperandPointers& b, co
                                                           cap, " B of shared memory"));
   }
   info.smem_bytes = smallm_smem_bytes(m_pad, kChunkK, info.stages);
-  info.ctas_per_sm = ctas_per_sm(plan.kernel, device, info.threads, info.smem_bytes);
+  info.ctas_per_sm = ctas_per_sm(reinterpret_cast<const void*>(plan.kernel), device, info.threads, info.smem_bytes);
 
   const int64_t units = (k + kChunkK - 1) / kChunkK;  // K in whole stages
   const int64_t row_blocks = (n + kRowsPerCta - 1) / kRowsPerCta;
   const int64_t slots = int64_t{sm_count_of(device)} * info.ctas_per_sm;
-  const double weight_bytes = static_cast<double>(n) * static_cast<double>(k) * (0.5 + 1.0 / 16);
-  const double wave_latency_bytes = 2.0e6;
-  int64_t best_splits = std::min<int64_t>(std::max(tuning.splits, 1), units);
-  if (tuning.splits <= 0) {
-    double best_cost = 0;
-    for (int64_t s = 1; s <= std::min<int64_t>(units, 64); ++s) {
-      const int64_t per = (units + s - 1) / s;
-      if ((units + per - 1) / per != s) continue;  // the same slices as a smaller split count
-      const int64_t ctas = row_blocks * s, waves = (ctas + slots - 1) / slots;
-      const double cost = weight_bytes * static_cast<double>(waves * slots) / static_cast<double>(ctas) +
-                          static_cast<double>(s * m * n) * 8.0 + static_cast<double>(waves) * wave_latency_bytes;
-      if (s == 1 || cost < best_cost) {
-        best_cost = cost;
-        best_splits = s;
-      }
-    }
-  }
+  const int64_t best_splits = choose_splits(m, n, k, units, row_blocks, slots, false, tuning);
   const int64_t per = (units + best_splits - 1) / best_splits;
   info.splits = static_cast<int>((units + per - 1) / per);
   info.k_slice = per * kChunkK;
   info.ctas = static_cast<int>(row_blocks * info.splits);
+  info.rows = kRowsPerCta;
+  info.k_stage = kChunkK;
   plan.k_pad = units * kChunkK;
+  return plan;
+}
+
+// The bulk-copy kernel's plan, or none (nullopt) where it does not apply: the cp.async kernel is
+// forced; the device or the image is older than sm_90; B's code or scale rows are not 16-byte
+// aligned; K % 256 != 0 (stages of whole 16-byte scale runs); or a forced ring depth does not fit.
+// MMA: wgmma where the sm_90a image runs (cc 9.0) for M > 16, as the cp.async kernel. Ring depth
+// (default): the one of 2..4 buffers that keeps the most weight bytes in flight per SM (resident
+// CTAs x (stages - 1) x a stage's weight bytes), the shallower on a tie. Split count:
+// choose_splits, where one split saves the epilogue kernel (~1.5 us).
+std::optional<Plan> make_bulk_plan(int64_t m, int64_t n, int64_t k, const GemmOperandPointers& b, const KernelConfig& config,
+                                   int device, const SmallMTuning& tuning) {
+  if (tuning.path != SmallMTuning::Path::kAuto) return std::nullopt;
+  int cc_major = 0, cc_minor = 0;
+  FP4KIT_CUDA_CHECK(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, device), "small-M GEMM");
+  FP4KIT_CUDA_CHECK(cudaDeviceGetAttribute(&cc_minor, cudaDevAttrComputeCapabilityMinor, device), "small-M GEMM");
+  const auto aligned16 = [](const void* p, int64_t stride) {
+    return (reinterpret_cast<uintptr_t>(p) % 16) == 0 && stride % 16 == 0;
+  };
+  if (cc_major < 9 || k % 256 != 0 || !aligned16(b.data, b.data_stride) || !aligned16(b.scales, b.scale_stride) ||
+      !bulk_image_ok(device)) {
+    return std::nullopt;
+  }
+  Plan plan;
+  SmallMPlan& info = plan.info;
+  info.bulk = true;
+  info.m_tiles = m <= 8 ? 1 : m <= 16 ? 2 : m <= 32 ? 4 : 8;
+  const bool want_wgmma = tuning.mma == SmallMTuning::Mma::kWgmma ||
+                          (tuning.mma == SmallMTuning::Mma::kAuto && cc_major == 9 && cc_minor == 0);
+  info.wgmma = want_wgmma && info.m_tiles >= 4;
+  const BulkGeometry geo = bulk_geometry(info.m_tiles, info.wgmma);
+  plan.bulk_kernel = geo.kernel;
+  info.threads = geo.threads;
+  info.rows = geo.rows;
+  info.k_stage = geo.stage_k;
+  const int m_pad = 8 * info.m_tiles;
+  const int64_t cap = smallm_smem_bytes(64, kChunkK, config.stages);
+  const auto smem_of = [&](int stages) { return smallm_bulk_smem_bytes(m_pad, geo.stage_k, geo.rows, stages); };
+  if (tuning.stages > 0) {
+    if (tuning.stages < 2 || tuning.stages > kMaxBulkStages || smem_of(tuning.stages) > cap) return std::nullopt;
+    info.stages = tuning.stages;
+  } else {
+    int64_t best_in_flight = 0;
+    for (int stages = 2; stages <= 4 && smem_of(stages) <= cap; ++stages) {
+      const int64_t in_flight =
+          int64_t{ctas_per_sm(reinterpret_cast<const void*>(geo.kernel), device, geo.threads, smem_of(stages))} *
+          (stages - 1) * geo.weight_stage_bytes;
+      if (in_flight > best_in_flight) {
+        best_in_flight = in_flight;
+        info.stages = stages;
+      }
+    }
+    if (info.stages == 0) return std::nullopt;  // not even two buffers within the cap
+  }
+  info.smem_bytes = smem_of(info.stages);
+  info.ctas_per_sm = ctas_per_sm(reinterpret_cast<const void*>(geo.kernel), device, geo.threads, info.smem_bytes);
+
+  const int64_t units = (k + geo.stage_k - 1) / geo.stage_k;  // K in whole stages (the last may be short)
+  const int64_t row_blocks = (n + geo.rows - 1) / geo.rows;
+  const int64_t slots = int64_t{sm_count_of(device)} * info.ctas_per_sm;
+  const int64_t best_splits = choose_splits(m, n, k, units, row_blocks, slots, true, tuning);
+  const int64_t per = (units + best_splits - 1) / best_splits;
+  info.splits = static_cast<int>((units + per - 1) / per);
+  info.k_slice = per * geo.stage_k;
+  info.ctas = static_cast<int>(row_blocks * info.splits);
+  info.fused_epilogue = info.splits == 1;
+  plan.k_pad = k;  // K % 256 == 0: whole 128-element chunks
   return plan;
 }
 
@@ -911,7 +1315,8 @@ void launch_sm80_gemm_smallm(int64_t m, int64_t n, int64_t k, const GemmOperandP
 
   DeviceGuard guard(device);
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const Plan plan = make_plan(m, n, k, b, config, device, tuning);
+  const std::optional<Plan> bulk_plan = make_bulk_plan(m, n, k, b, config, device, tuning);
+  const Plan plan = bulk_plan ? *bulk_plan : make_plan(m, n, k, b, config, device, tuning);
   if (tuning.plan) *tuning.plan = plan.info;
   int cc_major = 0;
   FP4KIT_CUDA_CHECK(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, device), "small-M GEMM");
@@ -920,7 +1325,7 @@ void launch_sm80_gemm_smallm(int64_t m, int64_t n, int64_t k, const GemmOperandP
 
   // One stream-ordered allocation: the prepared activations, then the partial sums.
   const int64_t act_bytes = (plan.k_pad / 8) * m_pad * 16;
-  const int64_t partial_bytes = int64_t{plan.info.splits} * m * n * 4;
+  const int64_t partial_bytes = plan.info.fused_epilogue ? 0 : int64_t{plan.info.splits} * m * n * 4;
   unsigned char* buffer = nullptr;
   FP4KIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&buffer), static_cast<size_t>(act_bytes + partial_bytes), s),
                     detail::cat("gemm (small-M kernel): workspace for M=", m, " N=", n, " K=", k));
@@ -933,36 +1338,72 @@ void launch_sm80_gemm_smallm(int64_t m, int64_t n, int64_t k, const GemmOperandP
   smallm_prepare_kernel<<<prepare_grid, kPrepareThreads, 0, s>>>(pa);
   FP4KIT_CUDA_CHECK(cudaGetLastError(), detail::cat("gemm (small-M kernel): prepare kernel [", m, ", ", k, "]"));
 
-  StreamArgs sa{};
-  sa.b_data = b.data;
-  sa.b_scales = b.scales;
-  sa.b_data_stride = b.data_stride;
-  sa.b_scale_stride = b.scale_stride;
-  sa.act = reinterpret_cast<const ActRow*>(act);
-  sa.partials = partials;
-  sa.m = static_cast<int>(m);
-  sa.n = static_cast<int>(n);
-  sa.k = static_cast<int>(k);
-  sa.k_slice = static_cast<int>(plan.info.k_slice);
-  sa.stages = plan.info.stages;
-  sa.data_copy16 = plan.info.load_bytes == 16 ? 1 : 0;
-  sa.scale_copy8 = (reinterpret_cast<uintptr_t>(b.scales) % 8 == 0 && b.scale_stride % 8 == 0) ? 1 : 0;
-  {
+  cudaLaunchAttribute pdl_attr{};
+  pdl_attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  pdl_attr.val.programmaticStreamSerializationAllowed = 1;
+  const std::string what = detail::cat(
+      "gemm (small-M kernel): ", plan.info.bulk ? "bulk-copy" : "cp.async", " stream kernel M=", m, " N=", n, " K=", k, " (",
+      plan.info.m_tiles, " activation tiles, ", plan.info.wgmma ? "wgmma" : "mma.sync", ", ", plan.info.rows, " rows x ",
+      plan.info.k_stage, " K per stage, ", plan.info.splits, " splits of ", plan.info.k_slice, ", ", plan.info.stages,
+      " stages, ", plan.info.smem_bytes, " B shared memory)");
+  if (plan.info.bulk) {
+    BulkArgs ba{};
+    ba.b_data = b.data;
+    ba.b_scales = b.scales;
+    ba.b_data_stride = b.data_stride;
+    ba.b_scale_stride = b.scale_stride;
+    ba.act = reinterpret_cast<const ActRow*>(act);
+    ba.partials = partials;
+    ba.m = static_cast<int>(m);
+    ba.n = static_cast<int>(n);
+    ba.k = static_cast<int>(k);
+    ba.stage_count = static_cast<int>((k + plan.info.k_stage - 1) / plan.info.k_stage);
+    ba.stages_per_split = static_cast<int>(plan.info.k_slice / plan.info.k_stage);
+    ba.stages = plan.info.stages;
+    ba.fused = plan.info.fused_epilogue ? 1 : 0;
+    ba.a = a;
+    ba.amax_b = b.amax;
+    ba.e = epilogue;
+    ba.d = d;
+    ba.d_dtype = d_dtype;
+    ba.d_stride = d_stride;
+    fail_if(plan.info.fused_epilogue && d_dtype != DType::kF32 && d_dtype != DType::kF16 && d_dtype != DType::kBF16,
+            detail::cat("unexpected output dtype ", dtype_name(d_dtype)));
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(static_cast<unsigned>((n + plan.info.rows - 1) / plan.info.rows), static_cast<unsigned>(plan.info.splits));
+    cfg.blockDim = dim3(static_cast<unsigned>(plan.info.threads));
+    cfg.dynamicSmemBytes = static_cast<size_t>(plan.info.smem_bytes);
+    cfg.stream = s;
+    cfg.attrs = &pdl_attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    FP4KIT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, plan.bulk_kernel, ba), what);
+    if (plan.info.fused_epilogue) {
+      FP4KIT_CUDA_CHECK(cudaFreeAsync(buffer, s), "gemm (small-M kernel): workspace");
+      return;
+    }
+  } else {
+    StreamArgs sa{};
+    sa.b_data = b.data;
+    sa.b_scales = b.scales;
+    sa.b_data_stride = b.data_stride;
+    sa.b_scale_stride = b.scale_stride;
+    sa.act = reinterpret_cast<const ActRow*>(act);
+    sa.partials = partials;
+    sa.m = static_cast<int>(m);
+    sa.n = static_cast<int>(n);
+    sa.k = static_cast<int>(k);
+    sa.k_slice = static_cast<int>(plan.info.k_slice);
+    sa.stages = plan.info.stages;
+    sa.data_copy16 = plan.info.load_bytes == 16 ? 1 : 0;
+    sa.scale_copy8 = (reinterpret_cast<uintptr_t>(b.scales) % 8 == 0 && b.scale_stride % 8 == 0) ? 1 : 0;
     cudaLaunchConfig_t cfg{};
     cfg.gridDim = dim3(static_cast<unsigned>((n + kRowsPerCta - 1) / kRowsPerCta), static_cast<unsigned>(plan.info.splits));
     cfg.blockDim = dim3(static_cast<unsigned>(plan.info.threads));
     cfg.dynamicSmemBytes = static_cast<size_t>(plan.info.smem_bytes);
     cfg.stream = s;
-    cudaLaunchAttribute attr{};
-    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr.val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = &attr;
+    cfg.attrs = &pdl_attr;
     cfg.numAttrs = pdl ? 1 : 0;
-    FP4KIT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, plan.kernel, sa),
-                      detail::cat("gemm (small-M kernel): stream kernel M=", m, " N=", n, " K=", k, " (", plan.info.m_tiles,
-                                  " activation tiles, ", plan.info.wgmma ? "wgmma" : "mma.sync", ", ",
-                                  plan.info.load_bytes, "-byte copies, ", plan.info.splits, " splits of ", plan.info.k_slice,
-                                  ", ", plan.info.stages, " stages, ", plan.info.smem_bytes, " B shared memory)"));
+    FP4KIT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, plan.kernel, sa), what);
   }
   switch (d_dtype) {
     case DType::kF32:
