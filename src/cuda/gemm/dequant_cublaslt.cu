@@ -8,14 +8,12 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <map>
-#include <mutex>
 
 #include "core/check.hpp"
 #include "cuda/common/cuda_check.hpp"
 #include "cuda/common/float_convert.cuh"
-#include "cuda/gemm/epilogue.cuh"
 #include "cuda/gemm/launch.hpp"
+#include "cuda/gemm/lt_common.hpp"
 #include "fp4kit/formats.hpp"
 
 namespace fp4kit::cuda {
@@ -46,52 +44,7 @@ __global__ void __launch_bounds__(kThreads) block_values_kernel(const GemmOperan
   dst[1] = *reinterpret_cast<const uint4*>(&v[4]);
 }
 
-template <typename OutT>
-__global__ void __launch_bounds__(kThreads) epilogue_kernel(const float* __restrict__ acc, int64_t m, int64_t n,
-                                                            const GemmOperandPointers a, const float* amax_b,
-                                                            const GemmEpilogue e, OutT* __restrict__ d, int64_t d_stride) {
-  const float fb = amax_b ? amax_b[0] / kGlobalScaleNumerator : 1.0f;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < m * n; i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t row = i / n, col = i - row * n;
-    const float v = gemm_epilogue_value(e, gemm_row_alpha(a, fb, e.alpha, row), acc[i], row, col);
-    d[row * d_stride + col] = from_float<OutT>(v);
-  }
-}
-
-void check_lt(cublasStatus_t status, const char* call) {
-  if (status == CUBLAS_STATUS_SUCCESS) return;
-  detail::fail(status == CUBLAS_STATUS_ALLOC_FAILED ? ErrorCode::kOutOfMemory : ErrorCode::kCudaError,
-               detail::cat("gemm (dequantize + cuBLASLt): ", call, " failed: ", cublasLtGetStatusString(status)));
-}
-
-// One cuBLASLt handle per device for the process, created on first use (cublasLtCreate costs
-// milliseconds; the handle holds no per-call state, and cuBLASLt allows its concurrent use).
-cublasLtHandle_t lt_handle(int device) {
-  static std::mutex mutex;
-  static std::map<int, cublasLtHandle_t> handles;
-  const std::lock_guard<std::mutex> lock(mutex);
-  auto it = handles.find(device);
-  if (it == handles.end()) {
-    cublasLtHandle_t h = nullptr;
-    check_lt(cublasLtCreate(&h), "cublasLtCreate");
-    it = handles.emplace(device, h).first;
-  }
-  return it->second;
-}
-
-// RAII for the cuBLASLt descriptors of one call.
-struct LtCall {
-  cublasLtMatmulDesc_t op = nullptr;
-  cublasLtMatrixLayout_t layout[3] = {nullptr, nullptr, nullptr};
-  cublasLtMatmulPreference_t preference = nullptr;
-  ~LtCall() {
-    if (preference) cublasLtMatmulPreferenceDestroy(preference);
-    for (cublasLtMatrixLayout_t l : layout) {
-      if (l) cublasLtMatrixLayoutDestroy(l);
-    }
-    if (op) cublasLtMatmulDescDestroy(op);
-  }
-};
+void lt_ok(cublasStatus_t status, const char* call) { check_lt(status, "gemm (dequantize + cuBLASLt)", call); }
 
 // acc[M, N] (row-major FP32) = A[M, K] . B[N, K]^T, both BF16 K-major with leading dimensions lda
 // and ldb (elements). cuBLASLt is column-major: acc^T[N, M] = op_T(B^T stored K x N) . (A^T stored
@@ -99,25 +52,25 @@ struct LtCall {
 void lt_matmul(int device, int64_t m, int64_t n, int64_t k, const __nv_bfloat16* a, int64_t lda, const __nv_bfloat16* b,
                int64_t ldb, float* acc, void* workspace, cudaStream_t s) {
   LtCall c;
-  check_lt(cublasLtMatmulDescCreate(&c.op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
+  lt_ok(cublasLtMatmulDescCreate(&c.op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
   const cublasOperation_t transpose = CUBLAS_OP_T, keep = CUBLAS_OP_N;
-  check_lt(cublasLtMatmulDescSetAttribute(c.op, CUBLASLT_MATMUL_DESC_TRANSA, &transpose, sizeof transpose), "TRANSA");
-  check_lt(cublasLtMatmulDescSetAttribute(c.op, CUBLASLT_MATMUL_DESC_TRANSB, &keep, sizeof keep), "TRANSB");
-  check_lt(cublasLtMatrixLayoutCreate(&c.layout[0], CUDA_R_16BF, static_cast<uint64_t>(k), static_cast<uint64_t>(n), ldb),
+  lt_ok(cublasLtMatmulDescSetAttribute(c.op, CUBLASLT_MATMUL_DESC_TRANSA, &transpose, sizeof transpose), "TRANSA");
+  lt_ok(cublasLtMatmulDescSetAttribute(c.op, CUBLASLT_MATMUL_DESC_TRANSB, &keep, sizeof keep), "TRANSB");
+  lt_ok(cublasLtMatrixLayoutCreate(&c.layout[0], CUDA_R_16BF, static_cast<uint64_t>(k), static_cast<uint64_t>(n), ldb),
            "cublasLtMatrixLayoutCreate(B)");
-  check_lt(cublasLtMatrixLayoutCreate(&c.layout[1], CUDA_R_16BF, static_cast<uint64_t>(k), static_cast<uint64_t>(m), lda),
+  lt_ok(cublasLtMatrixLayoutCreate(&c.layout[1], CUDA_R_16BF, static_cast<uint64_t>(k), static_cast<uint64_t>(m), lda),
            "cublasLtMatrixLayoutCreate(A)");
-  check_lt(cublasLtMatrixLayoutCreate(&c.layout[2], CUDA_R_32F, static_cast<uint64_t>(n), static_cast<uint64_t>(m), n),
+  lt_ok(cublasLtMatrixLayoutCreate(&c.layout[2], CUDA_R_32F, static_cast<uint64_t>(n), static_cast<uint64_t>(m), n),
            "cublasLtMatrixLayoutCreate(D)");
-  check_lt(cublasLtMatmulPreferenceCreate(&c.preference), "cublasLtMatmulPreferenceCreate");
+  lt_ok(cublasLtMatmulPreferenceCreate(&c.preference), "cublasLtMatmulPreferenceCreate");
   const uint64_t workspace_bytes = static_cast<uint64_t>(kLtWorkspaceBytes);
-  check_lt(cublasLtMatmulPreferenceSetAttribute(c.preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes,
+  lt_ok(cublasLtMatmulPreferenceSetAttribute(c.preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes,
                                                 sizeof workspace_bytes),
            "MAX_WORKSPACE_BYTES");
   const cublasLtHandle_t handle = lt_handle(device);
   cublasLtMatmulHeuristicResult_t best{};
   int found = 0;
-  check_lt(cublasLtMatmulAlgoGetHeuristic(handle, c.op, c.layout[0], c.layout[1], c.layout[2], c.layout[2], c.preference, 1,
+  lt_ok(cublasLtMatmulAlgoGetHeuristic(handle, c.op, c.layout[0], c.layout[1], c.layout[2], c.layout[2], c.preference, 1,
                                           &best, &found),
            "cublasLtMatmulAlgoGetHeuristic");
   if (found == 0) {
@@ -125,7 +78,7 @@ void lt_matmul(int device, int64_t m, int64_t n, int64_t k, const __nv_bfloat16*
                  detail::cat("gemm (dequantize + cuBLASLt): cuBLASLt has no BF16 algorithm for M=", m, " N=", n, " K=", k));
   }
   const float one = 1.0f, zero = 0.0f;
-  check_lt(cublasLtMatmul(handle, c.op, &one, b, c.layout[0], a, c.layout[1], &zero, acc, c.layout[2], acc, c.layout[2],
+  lt_ok(cublasLtMatmul(handle, c.op, &one, b, c.layout[0], a, c.layout[1], &zero, acc, c.layout[2], acc, c.layout[2],
                           &best.algo, workspace, workspace_bytes, s),
            "cublasLtMatmul");
 }
@@ -175,21 +128,7 @@ void launch_gemm_dequant_cublaslt(int64_t m, int64_t n, int64_t k, const GemmOpe
     ldb = k;
   }
   lt_matmul(device, m, n, k, a_bf16, lda, b_bf16, ldb, acc, buffer, s);
-  const unsigned grid = grid_for(m * n);
-  switch (d_dtype) {
-    case DType::kF32:
-      epilogue_kernel<float><<<grid, kThreads, 0, s>>>(acc, m, n, a, b.amax, epilogue, static_cast<float*>(d), d_stride);
-      break;
-    case DType::kF16:
-      epilogue_kernel<__half><<<grid, kThreads, 0, s>>>(acc, m, n, a, b.amax, epilogue, static_cast<__half*>(d), d_stride);
-      break;
-    case DType::kBF16:
-      epilogue_kernel<__nv_bfloat16>
-          <<<grid, kThreads, 0, s>>>(acc, m, n, a, b.amax, epilogue, static_cast<__nv_bfloat16*>(d), d_stride);
-      break;
-    default: detail::fail(ErrorCode::kInternal, detail::cat("gemm: unexpected output dtype ", dtype_name(d_dtype)));
-  }
-  FP4KIT_CUDA_CHECK(cudaGetLastError(), detail::cat("gemm: epilogue kernel [", m, ", ", n, "]"));
+  launch_gemm_epilogue(acc, m, n, a, b, epilogue, d, d_dtype, d_stride, s);
   FP4KIT_CUDA_CHECK(cudaFreeAsync(buffer, s), "gemm (dequantize + cuBLASLt): workspace");
 }
 

@@ -21,15 +21,13 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <map>
-#include <mutex>
 #include <string>
 
 #include "core/check.hpp"
 #include "cuda/common/cuda_check.hpp"
-#include "cuda/common/float_convert.cuh"
 #include "cuda/gemm/epilogue.cuh"
 #include "cuda/gemm/launch.hpp"
+#include "cuda/gemm/lt_common.hpp"
 #include "fp4kit/formats.hpp"
 #include "fp4kit/layout.hpp"
 
@@ -63,54 +61,7 @@ __global__ void __launch_bounds__(kThreads) swizzle_scales_kernel(const uint8_t*
   }
 }
 
-// The contract's epilogue on cuBLASLt's FP32 sums acc[M, N] (row-major, N between rows).
-template <typename OutT>
-__global__ void __launch_bounds__(kThreads) epilogue_kernel(const float* __restrict__ acc, int64_t m, int64_t n,
-                                                            const GemmOperandPointers a, const GemmOperandPointers b,
-                                                            const GemmEpilogue e, OutT* __restrict__ d, int64_t d_stride) {
-  const float fb = gemm_global_factor(b, 0);
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < m * n; i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t row = i / n, col = i - row * n;
-    const float v = gemm_epilogue_value(e, gemm_row_alpha(a, fb, e.alpha, row), acc[i], row, col);
-    d[row * d_stride + col] = from_float<OutT>(v);
-  }
-}
-
-void check_lt(cublasStatus_t status, const char* call) {
-  if (status == CUBLAS_STATUS_SUCCESS) return;
-  detail::fail(status == CUBLAS_STATUS_ALLOC_FAILED ? ErrorCode::kOutOfMemory : ErrorCode::kCudaError,
-               detail::cat(kWhat, ": ", call, " failed: ", cublasLtGetStatusString(status)));
-}
-
-// One cuBLASLt handle per device for the process, created on first use (cublasLtCreate costs
-// milliseconds; the handle holds no per-call state, and cuBLASLt allows its concurrent use). The
-// same reasoning as the dequantize + cuBLASLt backend's cache.
-cublasLtHandle_t lt_handle(int device) {
-  static std::mutex mutex;
-  static std::map<int, cublasLtHandle_t> handles;
-  const std::lock_guard<std::mutex> lock(mutex);
-  auto it = handles.find(device);
-  if (it == handles.end()) {
-    cublasLtHandle_t h = nullptr;
-    check_lt(cublasLtCreate(&h), "cublasLtCreate");
-    it = handles.emplace(device, h).first;
-  }
-  return it->second;
-}
-
-// RAII for the cuBLASLt descriptors of one call.
-struct LtCall {
-  cublasLtMatmulDesc_t op = nullptr;
-  cublasLtMatrixLayout_t layout[3] = {nullptr, nullptr, nullptr};  // cuBLASLt's A (our B), B (our A), D
-  cublasLtMatmulPreference_t preference = nullptr;
-  ~LtCall() {
-    if (preference) cublasLtMatmulPreferenceDestroy(preference);
-    for (cublasLtMatrixLayout_t l : layout) {
-      if (l) cublasLtMatrixLayoutDestroy(l);
-    }
-    if (op) cublasLtMatmulDescDestroy(op);
-  }
-};
+void check_lt(cublasStatus_t status, const char* call) { cuda::check_lt(status, kWhat, call); }
 
 // The largest power of two, up to 256, dividing an address: cuBLASLt's heuristic otherwise assumes
 // 256-byte aligned matrices and may pick an algorithm that faults on a view into a larger buffer.
@@ -274,23 +225,7 @@ void launch_gemm_sm100_cublaslt_nvfp4(int64_t m, int64_t n, int64_t k, const Gem
   check_lt(cublasLtMatmul(handle, c.op, &alpha_beta[0], b.data, c.layout[0], a.data, c.layout[1], &alpha_beta[1], out,
                           c.layout[2], out, c.layout[2], &best.algo, workspace, workspace_bytes, s),
            "cublasLtMatmul");
-  if (!direct) {
-    const unsigned grid = grid_for(m * n);
-    switch (d_dtype) {
-      case DType::kF32:
-        epilogue_kernel<float><<<grid, kThreads, 0, s>>>(acc, m, n, a, b, epilogue, static_cast<float*>(d), d_stride);
-        break;
-      case DType::kF16:
-        epilogue_kernel<__half><<<grid, kThreads, 0, s>>>(acc, m, n, a, b, epilogue, static_cast<__half*>(d), d_stride);
-        break;
-      case DType::kBF16:
-        epilogue_kernel<__nv_bfloat16>
-            <<<grid, kThreads, 0, s>>>(acc, m, n, a, b, epilogue, static_cast<__nv_bfloat16*>(d), d_stride);
-        break;
-      default: detail::fail(ErrorCode::kInternal, detail::cat(kWhat, ": unexpected output dtype ", dtype_name(d_dtype)));
-    }
-    FP4KIT_CUDA_CHECK(cudaGetLastError(), detail::cat(kWhat, ": epilogue kernel [", m, ", ", n, "]"));
-  }
+  if (!direct) launch_gemm_epilogue(acc, m, n, a, b, epilogue, d, d_dtype, d_stride, s);
   scratch.release(detail::cat(kWhat, ": workspace"));
 }
 
