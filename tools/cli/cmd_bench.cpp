@@ -565,6 +565,19 @@ struct Result {
 
 std::string selection_text(const Selection& s) { return s.variant->name + " [" + s.config.name + "]"; }
 
+// The device block of every bench's --json report.
+Json device_json(const DeviceInfo& device) {
+  return {{"name", device.name},
+          {"label", device.label()},
+          {"compute_capability", device.compute_capability()},
+          {"sm_count", device.sm_count},
+          {"l2_bytes", device.l2_bytes},
+          {"global_memory_bytes", device.global_memory_bytes},
+          {"runtime_version", device.runtime_version},
+          {"driver_version", device.driver_version},
+          {"cublaslt_version", device.cublaslt_version}};
+}
+
 // Left-aligned text columns and right-aligned numbers, two spaces apart.
 std::string render_table(const std::vector<std::vector<std::string>>& rows, const std::vector<bool>& right) {
   std::vector<std::size_t> width(right.size(), 0);
@@ -740,14 +753,7 @@ void run_bench(const Benchmark& bench, const BenchArgs& args) {
     if (mismatches.empty()) {
       Json j;
       j["fp4kit_version"] = version();
-      j["device"] = {{"name", device.name},
-                     {"label", device.label()},
-                     {"compute_capability", device.compute_capability()},
-                     {"sm_count", device.sm_count},
-                     {"l2_bytes", device.l2_bytes},
-                     {"global_memory_bytes", device.global_memory_bytes},
-                     {"runtime_version", device.runtime_version},
-                     {"driver_version", device.driver_version}};
+      j["device"] = device_json(device);
       j["copy_gbps"] = copy_gbps;
       j["copy"] = {{"bytes", copy_bytes}, {"median_us", copy_timing.median_us}, {"min_us", copy_timing.min_us}};
       j["warmup_runs"] = kWarmupRuns;
@@ -1376,15 +1382,7 @@ void run_gemm_bench(const GemmBenchArgs& args) {
     if (mismatches.empty()) {
       Json j;
       j["fp4kit_version"] = version();
-      j["device"] = {{"name", device.name},
-                     {"label", device.label()},
-                     {"compute_capability", device.compute_capability()},
-                     {"sm_count", device.sm_count},
-                     {"l2_bytes", device.l2_bytes},
-                     {"global_memory_bytes", device.global_memory_bytes},
-                     {"runtime_version", device.runtime_version},
-                     {"driver_version", device.driver_version},
-                     {"cublaslt_version", device.cublaslt_version}};
+      j["device"] = device_json(device);
       j["method"] = {{"l2_flush_bytes", flush.size()},
                      {"warmup_runs", 1},
                      {"probe_runs", kGemmProbeRuns},
