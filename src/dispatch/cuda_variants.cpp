@@ -152,12 +152,14 @@ void register_cuda_variants(Registry& registry) {
   // most 64 activation rows. Not a fallback; it outranks the fused sm_90a kernel (priority 0),
   // which takes M > 64. A configuration is a shared-memory cap: a ring of `stages` 128-element K
   // stages at M = 64 (256 weight rows' codes and scales, 64 activation rows: the largest stage).
-  // The largest cap that fits the budget wins (the comparator's stages rule); the launcher runs the
-  // ring it measured fastest (two stages in flight) within it, or mma.sync with two buffers where
-  // only the smallest fits.
+  // The largest cap that fits the budget wins (the comparator's stages rule); within it the
+  // launcher runs the ring it measured fastest (the run kernel at M <= 8: two buffers and its decode
+  // tables; the chunk kernel: two stages in flight), or mma.sync with two buffers where only the
+  // smallest fits.
   KernelVariant smallm = cuda_variant("sm80_gemm_smallm", OpKind::kGemm,
-                                      "small-M (decode) GEMM: NVFP4 weights streamed by cp.async and decoded in registers, "
-                                      "split K with a deterministic FP32 reduction, the contract's epilogue");
+                                      "small-M (decode) GEMM: NVFP4 weights streamed by cp.async and decoded in registers "
+                                      "(M <= 8: one kernel, 512-byte runs per row, A decoded in the stream), split K with a "
+                                      "deterministic FP32 reduction, the contract's epilogue");
   smallm.priority = 10;
   for (const int stages : {6, 4, 2}) {
     smallm.configs.push_back(KernelConfig{cat("m64_k128_s", stages), 64, 256, 128, stages, 512});

@@ -646,7 +646,7 @@ TEST_F(GpuGemmSmallM, EveryPathAndSplitCountAgrees) {
       c.bias = DType::kF32;
       c.outputs = {DType::kF32};
       cases.push_back(c);
-      c.k = 2048;  // 16-byte code rows, 8-byte scale rows
+      c.k = 2304;  // 16-byte code and scale rows, K % 256 == 0 (the run kernel), a short last stage
       cases.push_back(c);
     }
   }
@@ -662,7 +662,7 @@ TEST_F(GpuGemmSmallM, EveryPathAndSplitCountAgrees) {
       e.bias = bias.mem.get();
       e.bias_dtype = DType::kF32;
       std::optional<std::vector<uint8_t>> reference;
-      // Both MMA paths with automatic and forced split counts, then ring depths from 2 up.
+      // Both MMA paths with automatic and forced split counts, ring depths from 2 up, each kernel forced.
       std::vector<cuda::SmallMTuning> tunings;
       for (const Mma mma : {Mma::kMmaSync, Mma::kWgmma}) {
         for (const int splits : {0, 1, 3, 8}) {
@@ -678,6 +678,15 @@ TEST_F(GpuGemmSmallM, EveryPathAndSplitCountAgrees) {
         t.mma = stages == 3 ? Mma::kMmaSync : Mma::kAuto;
         tunings.push_back(t);
       }
+      // Each kernel forced (automatic and three splits).
+      for (const auto path : {cuda::SmallMTuning::Path::kChunk, cuda::SmallMTuning::Path::kRun}) {
+        for (const int splits : {0, 3}) {
+          cuda::SmallMTuning t;
+          t.path = path;
+          t.splits = splits;
+          tunings.push_back(t);
+        }
+      }
       for (cuda::SmallMTuning tuning : tunings) {
         const Mma mma = tuning.mma;
         const int splits = tuning.splits;
@@ -685,15 +694,31 @@ TEST_F(GpuGemmSmallM, EveryPathAndSplitCountAgrees) {
         tuning.plan = &plan;
         const std::vector<uint8_t> d = run_launcher(a, b, out, c.m, c.n, c.k, e, tuning, kPoison);
         std::ostringstream where;
-        where << (plan.wgmma ? "wgmma" : "mma.sync") << ", " << plan.splits << " splits of " << plan.k_slice << ", "
-              << plan.stages << " stages, " << plan.load_bytes << "-byte copies, " << plan.m_tiles << " activation tiles";
+        where << (plan.run ? "run kernel" : "chunk kernel") << (plan.prepared ? " (prepared A)" : "")
+              << (plan.fused_epilogue ? " writing D" : "") << ", " << (plan.wgmma ? "wgmma" : "mma.sync") << ", "
+              << plan.rows << " rows x " << plan.k_stage << " K per stage, " << plan.splits << " splits of "
+              << plan.k_slice << ", " << plan.stages << " stages, " << plan.load_bytes << "-byte copies, " << plan.m_tiles
+              << " activation tiles";
         if (splits > 0) EXPECT_LE(plan.splits, splits) << where.str();
         if (tuning.stages > 0) EXPECT_EQ(plan.stages, tuning.stages) << where.str();
-        // wgmma runs where the sm_90a image does, for 4 or 8 activation tiles, with a ring of 3 or more.
-        const bool wgmma_expected = (mma == Mma::kWgmma || (mma == Mma::kAuto && cc_major == 9 && cc_minor == 0)) &&
-                                    plan.m_tiles >= 4 && tuning.stages != 2;
+        const bool wants_wgmma = mma == Mma::kWgmma || (mma == Mma::kAuto && cc_major == 9 && cc_minor == 0);
+        // The run kernel: 16-byte rows and K % 256 == 0; by default M <= 8, forced M <= 16 or
+        // wgmma (and a forced ring depth that fits, else the chunk kernel takes it).
+        using Path = cuda::SmallMTuning::Path;
+        if (tuning.path == Path::kChunk || c.k % 256 != 0 || (tuning.path == Path::kAuto && c.m > 8)) {
+          EXPECT_FALSE(plan.run) << where.str();
+        }
+        const bool run_serves = tuning.path == Path::kAuto ? c.m <= 8 : c.m <= 16 || wants_wgmma;
+        if (tuning.path != Path::kChunk && c.k % 256 == 0 && tuning.stages == 0 && run_serves) {
+          EXPECT_TRUE(plan.run) << where.str();
+        }
+        EXPECT_EQ(plan.fused_epilogue, plan.run && plan.splits == 1) << where.str();
+        EXPECT_EQ(plan.prepared, plan.run && plan.m_tiles >= 4) << where.str();
+        // wgmma runs where the sm_90a image does, for 4 or 8 activation tiles: in the run kernel
+        // always, in the chunk kernel with a ring of 3 or more.
+        const bool wgmma_expected = wants_wgmma && plan.m_tiles >= 4 && (plan.run || tuning.stages != 2);
         EXPECT_EQ(plan.wgmma, wgmma_expected) << where.str();
-        if (mma == Mma::kWgmma && splits == 0 && cc_major == 9 && cc_minor == 0) {
+        if (splits == 0 && tuning.stages == 0 && cc_major == 9 && cc_minor == 0) {
           std::cout << c.describe() << ": " << where.str() << "\n";
         }
         expect_oracle(c, h, out, d, where.str());

@@ -63,37 +63,54 @@ std::string gemm_sm100_cublaslt_image_problem(const DeviceInfo& device);
 // Backend 3, the small-M (decode) kernel (sm80_gemm_smallm.cu), M <= 64: B NVFP4 [N, K] (1D, or
 // 2D-scaled: the same layout), A NVFP4 (1D or row-scaled) or dense BF16 (W4A16); any N >= 1 and K a
 // multiple of 16. Codes and scales are read at their given strides; B's and NVFP4 A's code rows
-// need 8-byte alignment (16-byte aligned rows are copied 16 bytes at a time); scale rows and a
-// dense A take any alignment. Two or three kernels on `stream`: A's block values into a
-// stream-ordered buffer in the MMA's K order, the streaming kernel, and (only with several K splits)
-// the epilogue summing the splits' FP32 partials in a fixed order (deterministic); one split writes
-// D itself. Two streaming kernels share the decode and the MMAs:
-//  - the bulk-copy kernel (sm_90 image): K stages of 128 * chunks elements for `rows` weight rows,
-//    each row's run of codes and of scales one bulk copy (TMA) completing on an mbarrier; it needs
-//    16-byte aligned code and scale rows and K % 256 == 0 (dense fp4kit tensors with such K are);
-//  - the cp.async kernel (every other case, and sm_80): K stages of 128 for 256 weight rows.
-// Each stage of either holds the activations [k_stage / 8][m_pad][8] BF16 (m_pad = 8, 16, 32 or
-// 64: M rounded up), the codes [rows][k_stage / 2] and the scales [rows][k_stage / 16].
-constexpr int64_t smallm_stage_bytes(int64_t m_pad, int64_t k_stage, int64_t rows) {
-  return m_pad * k_stage * 2 + rows * (k_stage / 2 + k_stage / 16);
+// need 8-byte alignment; scale rows and a dense A take any alignment. Two streaming kernels share
+// the decode and the MMAs:
+//  - the run kernel (by default for M <= 8), where B's and A's code and scale rows (and a dense
+//    A's rows) are 16-byte aligned and K % 256 == 0 (dense fp4kit tensors with such K are): K
+//    stages of k_stage = 128 * chunks elements of `rows` weight rows, each row's stage one
+//    contiguous run (256 or 512 code bytes). For M <= 16 A's own bytes (codes and scales, or BF16
+//    values) travel in each stage and the lanes decode them: one kernel, which with one K split
+//    also applies the epilogue and writes D. For M > 16 (wgmma, sm_90a) a prepare kernel first
+//    writes A's block values in the MMA's K order (as below);
+//  - the chunk kernel, every other case: a prepare kernel, then K stages of 128 for 256 weight
+//    rows, FP32 partial sums per K split, then the epilogue kernel.
+// Several K splits write FP32 partials that the epilogue kernel sums in a fixed order
+// (deterministic). Everything is enqueued on `stream`; workspace is stream-ordered.
+//
+// Shared memory, one formula per kernel (each kernel static_asserts its own terms against these):
+// a stage's weight rows take rows * (k_stage / 2 + k_stage / 16) bytes (codes, then scales); the
+// activations of a stage are, in the chunk kernel and the run kernel for M > 16, A's block values
+// [k_stage / 8][m_pad][8] BF16 (m_pad = M rounded up to 8, 16, 32 or 64), and in the run kernel for
+// M <= 16, A's M rows: BF16 [M][k_stage], or codes [M][k_stage / 2] then scales [M][k_stage / 16].
+constexpr int64_t smallm_weight_stage_bytes(int64_t rows, int64_t k_stage) { return rows * (k_stage / 2 + k_stage / 16); }
+constexpr int64_t smallm_prepared_act_bytes(int64_t m_pad, int64_t k_stage) { return m_pad * k_stage * 2; }
+constexpr int64_t smallm_raw_act_bytes(int64_t m, int64_t k_stage, bool dense) {
+  return m * (dense ? k_stage * 2 : k_stage / 2 + k_stage / 16);
 }
-// The cp.async kernel's ring (256 rows, k_stage = 128). NOTE: the registry's configurations are
-// caps in this formula; each kernel's own formula below stays within the cap it is given.
+// The chunk kernel's ring (256 rows, k_stage = 128). NOTE: the registry's configurations are caps
+// in this formula; the run kernel's ring stays within the cap it is given.
 constexpr int64_t smallm_smem_bytes(int64_t m_pad, int64_t k_stage, int64_t stages) {
-  return stages * smallm_stage_bytes(m_pad, k_stage, 256);
+  return stages * (smallm_prepared_act_bytes(m_pad, k_stage) + smallm_weight_stage_bytes(256, k_stage));
 }
-// The bulk-copy kernel's dynamic shared memory: the ring, then one 8-byte mbarrier per buffer.
-constexpr int64_t smallm_bulk_smem_bytes(int64_t m_pad, int64_t k_stage, int64_t rows, int64_t stages) {
-  return stages * (smallm_stage_bytes(m_pad, k_stage, rows) + 8);
+// The run kernel's ring: a stage is the weights, then the activations, rounded up to 128 bytes;
+// for M <= 16 the decode tables follow the ring (a BF16 pair per code byte for each of 32 lanes,
+// then a BF16 pair per scale byte).
+constexpr int64_t smallm_run_stage_bytes(int64_t rows, int64_t k_stage, int64_t act_bytes) {
+  return (smallm_weight_stage_bytes(rows, k_stage) + act_bytes + 127) / 128 * 128;
+}
+constexpr int64_t smallm_decode_table_bytes() { return (256 * 32 + 256) * 4; }
+constexpr int64_t smallm_run_smem_bytes(int64_t rows, int64_t k_stage, int64_t act_bytes, int64_t stages, bool tables) {
+  return stages * smallm_run_stage_bytes(rows, k_stage, act_bytes) + (tables ? smallm_decode_table_bytes() : 0);
 }
 
 // What the launcher chose (for tests and benchmarks).
 struct SmallMPlan {
   int m_tiles = 0;          // activation rows in 8-row tiles: 1, 2, 4 or 8
   bool wgmma = false;       // the sm_90a warpgroup MMA path (else mma.sync)
-  bool bulk = false;        // the bulk-copy kernel (else the cp.async kernel)
+  bool run = false;         // the run kernel (else the chunk kernel)
+  bool prepared = false;    // a prepare kernel writes A's block values first (else the lanes decode A)
   bool fused_epilogue = false;  // one split: the streaming kernel writes D (no epilogue kernel)
-  int load_bytes = 0;       // cp.async kernel: width of the weight copies, 16 or 8 (bulk: 0)
+  int load_bytes = 0;       // width of the weight copies: 16 (or 8 in the chunk kernel)
   int rows = 0;             // weight rows per CTA
   int64_t k_stage = 0;      // K elements per stage
   int stages = 0;           // shared-memory ring depth used (at most the configuration's)
@@ -107,12 +124,13 @@ struct SmallMTuning {
   int splits = 0;  // 0: chosen from the shape and the device
   int stages = 0;  // ring depth, 0: chosen (within the configuration's shared memory either way)
   enum class Mma : uint8_t { kAuto, kMmaSync, kWgmma } mma = Mma::kAuto;
-  // kAuto: the bulk-copy kernel wherever it applies; kCpAsync: the cp.async kernel always.
-  enum class Path : uint8_t { kAuto, kCpAsync } path = Path::kAuto;
+  // kAuto: the run kernel for M <= 8 where it applies, else the chunk kernel; kChunk: the chunk
+  // kernel always; kRun: the run kernel wherever it applies (M <= 16, or M > 16 with wgmma).
+  enum class Path : uint8_t { kAuto, kChunk, kRun } path = Path::kAuto;
   SmallMPlan* plan = nullptr;  // receives the plan when set
 };
-// config: its shared memory, smallm_smem_bytes(tile_m = 64, tile_k = 128, stages), is the cap the
-// launcher's ring stays within.
+// config: its shared memory, smallm_smem_bytes(tile_m = 64, tile_k = 128, stages), is the cap
+// either kernel's ring stays within.
 void launch_sm80_gemm_smallm(int64_t m, int64_t n, int64_t k, const GemmOperandPointers& a, const GemmOperandPointers& b,
                              void* d, DType d_dtype, int64_t d_stride, const GemmEpilogue& epilogue,
                              const KernelConfig& config, int device, void* stream, const SmallMTuning& tuning = {});

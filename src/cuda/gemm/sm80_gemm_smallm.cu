@@ -35,6 +35,11 @@
 //    each split writes FP32 partial sums [split][M][N]; a second kernel adds them in split order
 //    (deterministic: no atomics) and applies the contract's epilogue (epilogue.cuh). Programmatic
 //    dependent launch (sm_90) overlaps each kernel's start with its predecessor's end.
+//
+// The above is the chunk kernel (kernel 2, 256 rows x 128 K per stage). The run kernel (kernel 2b)
+// serves M <= 8 where rows are 16-byte aligned and K % 256 == 0: 512-byte runs per row and stage,
+// A's own bytes in each stage decoded by the lanes (no prepare kernel), the weights decoded by table
+// lookups, and with one K split the epilogue in the same kernel: one launch per call. See there.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -713,69 +718,86 @@ __global__ void __launch_bounds__(Shape<MT, kWgmma>::kThreads, Shape<MT, kWgmma>
 }
 
 // ---------------------------------------------------------------------------------------------
-// Kernel 2b: the weight stream by bulk copies (sm_90)
+// Kernel 2b: the weight stream in long runs per row (the run kernel)
 // ---------------------------------------------------------------------------------------------
 //
-// Same decode and MMAs as kernel 2; what differs is how the bytes arrive. Kernel 2 copies 64-byte
-// pieces of 256 rows per 128-K stage with per-thread cp.async; here a stage is kChunks 128-element
-// chunks of kRows rows, and each row's codes (kChunks * 64 contiguous bytes) and scales
-// (kChunks * 8) are one bulk copy (the TMA engine; no per-thread address work), completing on the
-// buffer's mbarrier. Longer runs per row and the copy engine's own queue keep more of the weight in
-// flight per SM. Warps: one 16-row tile each (a warpgroup's four make a 64-row wgmma tile), kKGroups
-// groups of them splitting each stage's chunks; the groups' FP32 sums are added in group order at
-// the end (deterministic). With one K split the kernel applies the contract's epilogue and writes D.
+// Kernel 2's data with other copies, another source of A and (M <= 16) another decode. Measured
+// on the H100 (a copy-only ring, L2 flushed, 8192 and 28672 rows of 4608 bytes): 64-byte pieces of
+// 256 rows per stage, kernel 2's pattern, move 1.9 TB/s; 256- to 512-byte runs of 32 or 64 rows per
+// stage move 2.0-2.3 TB/s (8192 rows, launch included) and 2.7 TB/s (28672), by per-thread
+// cp.async; bulk copies (TMA) of one run per row were slower below 1 KB runs (0.5 TB/s at 64 B).
+// Kernel 2 at M = 1, N = K = 8192 (ncu): 24 us, DRAM 51% of peak, 42% of issue slots used, 4
+// instructions per weight element; the whole call (prepare, stream, epilogue) took 30-35 us.
+// So here a stage is `kChunks` 128-element chunks of `kRows` rows, each row's codes one run of
+// kChunks * 64 bytes, and for M <= 16 A's own rows travel in the stage and each lane decodes the
+// activation pairs it needs (the B fragment's K positions are the lane's own), so there is no
+// prepare kernel; with one K split the kernel writes D itself. Warps: kRowTiles 16-row tiles each
+// (M > 16: one, a warpgroup's four making a 64-row wgmma tile), kKGroups groups of warps splitting
+// each stage's chunks; the groups' FP32 sums are added in group order at the end (deterministic).
 
-// Shapes by activation tiles (rows per CTA, chunks per stage, warp groups sharing a stage's chunks).
-// The activations' share of a stage grows with M: M <= 16 affords 512-K stages of 64 rows; M > 16
-// takes 256-K stages (64 or 128 rows) so that three or four buffers fit.
-constexpr int bulk_rows(int m_tiles, bool wgmma) { return wgmma && m_tiles == 8 ? 128 : 64; }
-constexpr int bulk_chunks(int m_tiles) { return m_tiles <= 2 ? 4 : 2; }
-constexpr int bulk_kgroups(int m_tiles, bool wgmma) { return wgmma && m_tiles == 8 ? 2 : 2; }
-constexpr int kMaxBulkStages = 8;
+// Shapes by activation tiles. M <= 8: 32 rows x 1024 K (512-byte runs), every warp both row tiles
+// and one chunk; M <= 16: 64 rows x 512 K, a tile and two chunks a warp; M > 16 (wgmma): the
+// prepared activations take most of a stage, so 64 rows x 512 K (M <= 32) or 128 rows x 256 K.
+constexpr int run_rows(int m_tiles) { return m_tiles == 1 ? 32 : m_tiles == 8 ? 128 : 64; }
+constexpr int run_chunks(int m_tiles) { return m_tiles == 1 ? 8 : m_tiles == 8 ? 2 : 4; }
+constexpr int run_row_tiles(int m_tiles) { return m_tiles == 1 ? 2 : 1; }  // M <= 16: two tiles spilled
+constexpr int run_kgroups(int m_tiles) { return m_tiles == 1 ? 8 : 2; }
+constexpr int kMaxRunStages = 6;  // cp_async_wait_pending's range
 
-template <int MT, bool kWgmma>
-struct BulkShape {
+template <int MT>
+struct RunShape {
   static constexpr int kMTiles = MT;
   static constexpr int kMPad = 8 * MT;
-  static constexpr int kRows = bulk_rows(MT, kWgmma);
-  static constexpr int kChunks = bulk_chunks(MT);
-  static constexpr int kKGroups = bulk_kgroups(MT, kWgmma);
+  static constexpr bool kWgmma = MT >= 4;  // M > 16: wgmma on the prepared activations (sm_90a)
+  static constexpr bool kDirect = !kWgmma;  // M <= 16: A's rows in the stage, decoded by the lanes
+  static constexpr int kRows = run_rows(MT);
+  static constexpr int kChunks = run_chunks(MT);
+  static constexpr int kRowTiles = run_row_tiles(MT);  // per warp
+  static constexpr int kKGroups = run_kgroups(MT);
   static constexpr int kStageK = kChunks * kChunkK;
-  static constexpr int kTiles = kRows / 16;  // 16-row tiles: one per warp of a group
-  static constexpr int kWarps = kTiles * kKGroups;
+  static constexpr int kTileGroups = kRows / (16 * kRowTiles);
+  static constexpr int kWarps = kTileGroups * kKGroups;
   static constexpr int kThreads = 32 * kWarps;
-  static constexpr int kRowTiles = 1;  // per warp (WeightRegs, mma_stage)
-  static constexpr int kCodePitch = kStageK / 2, kScalePitch = kStageK / 16;  // bytes per row in a stage
-  // One ring buffer: the activations [kStageK / 8][m_pad][16 B], the codes [kRows][kCodePitch], the
-  // scales [kRows][kScalePitch].
-  static constexpr int kActBytes = kMPad * kStageK * 2;
+  static constexpr int kCodePitch = kStageK / 2, kScalePitch = kStageK / 16;  // bytes of a row in a stage
   static constexpr int kCodeBytes = kRows * kCodePitch;
-  static constexpr int kScaleBytes = kRows * kScalePitch;
-  static constexpr int kStageBytes = kActBytes + kCodeBytes + kScaleBytes;
-  static_assert(kStageBytes == smallm_stage_bytes(kMPad, kStageK, kRows), "launch.hpp's formula is what the kernel allocates");
-  static_assert(kStageBytes % 128 == 0 && kActBytes % 16 == 0 && kCodeBytes % 16 == 0, "bulk copies land on 16-byte boundaries");
-  static_assert(kChunks % 2 == 0 && kChunks % kKGroups == 0, "scale runs of whole 16 bytes; every group the same chunk count");
-  static_assert(!kWgmma || kTiles % 4 == 0, "a warpgroup's wgmma covers 64 rows");
-  // The reduction of the groups' sums reuses the ring (at least one buffer).
-  static constexpr int kReduceBytes = (kKGroups - 1) * kTiles * 32 * MT * 4 * 4;
-  static_assert(kReduceBytes <= kStageBytes, "the groups' sums fit in one buffer");
-  // <= 128 registers: two CTAs of 8 warps, or one of 16, per SM.
+  static constexpr int kWeightBytes = kCodeBytes + kRows * kScalePitch;
+  static_assert(kWeightBytes == smallm_weight_stage_bytes(kRows, kStageK), "launch.hpp's formula is what the kernel copies");
+  // M > 16: the prepared activations [kStageK / 8][m_pad] ActRows follow the weights; M <= 16: A's
+  // rows (smallm_raw_act_bytes, the launcher's RunArgs::stage_bytes).
+  static constexpr int kPreparedActBytes = kWgmma ? static_cast<int>(smallm_prepared_act_bytes(kMPad, kStageK)) : 0;
+  // Copies per thread of a whole stage: code pieces (16 B) and scale pieces (16 B, threads < 128).
+  static constexpr int kCodePieces = kRows * kChunks * 4 / kThreads;
+  static constexpr int kScaleThreads = kRows * kChunks / 2;
+  static_assert(kCodePieces * kThreads == kRows * kChunks * 4 && kThreads % (kChunks * 4) == 0, "whole runs per thread row");
+  static_assert(kScaleThreads <= kThreads && kChunks % 2 == 0 && kChunks % kKGroups == 0, "scale runs of whole 16 bytes");
+  static_assert(!kWgmma || (kRowTiles == 1 && kTileGroups % 4 == 0), "a warpgroup's wgmma covers 64 rows");
+  // The groups' sums meet in the ring's first stage.
+  static constexpr int kReduceBytes = (kKGroups - 1) * kTileGroups * 32 * kRowTiles * MT * 4 * 4;
+  static_assert(kReduceBytes <= kWeightBytes + kPreparedActBytes, "the groups' sums fit in one stage");
+  // Resident CTAs: M <= 8 three of 8 warps on sm_90 (<= 80 registers: the decode is bound by
+  // issue, and a third CTA hides more of its latency: 7% faster at N = 28672 on the H100; sm_80
+  // code would spill at 80), else two of 8 warps or one of 16 (<= 128 registers).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
   static constexpr int kMinBlocks = kWarps <= 8 ? 2 : 1;
+#else
+  static constexpr int kMinBlocks = MT == 1 ? 3 : kWarps <= 8 ? 2 : 1;
+#endif
 };
 
-struct BulkArgs {
+struct RunArgs {
   const uint8_t* b_data;    // [N, K/2] codes, b_data_stride bytes between rows (16-byte aligned)
   const uint8_t* b_scales;  // [N, K/16] E4M3, b_scale_stride bytes between rows (16-byte aligned)
   int64_t b_data_stride, b_scale_stride;
-  const ActRow* act;        // the prepared activations [K_pad / 8][m_pad]
+  GemmOperandPointers a;    // M <= 16: A's rows (16-byte aligned); always: A's global factors
+  const ActRow* act;        // M > 16: the prepared activations [K / 8][m_pad]
   float* partials;          // [splits][M][N] FP32 (several splits)
   int m, n, k;
-  int stage_count;          // stages of the whole K: ceil(K / stage_k); the last may hold fewer chunks
+  int stage_count;          // stages of the whole K, ceil(K / k_stage); the last may hold fewer chunks
   int stages_per_split;
-  int stages;               // ring depth (2..kMaxBulkStages)
-  // One split: the contract's epilogue here, D written directly.
-  int fused;
-  GemmOperandPointers a;    // A's global factors (amax, row-scaled)
+  int stages;               // ring depth (2..kMaxRunStages)
+  int stage_bytes;          // smallm_run_stage_bytes(rows, k_stage, act bytes)
+  float acc_scale;          // 2^8 per operand decoded here (weights; an NVFP4 A in the stage)
+  int fused;                // one split: the contract's epilogue here, D written directly
   const float* amax_b;
   GemmEpilogue e;
   void* d;                  // [M, N], d_stride elements between rows
@@ -783,213 +805,366 @@ struct BulkArgs {
   int64_t d_stride;
 };
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#define FP4KIT_SMALLM_BULK 1
-#else
-#define FP4KIT_SMALLM_BULK 0
-#endif
+// M <= 16 decodes by table: a byte of codes (elements 2j, 2j+1) is one shared-memory load of its
+// BF16 pair (e2m1 * 2^-126 each, the bits e2m1_pair_raw makes), replicated per lane (entry e of
+// lane l at word 32 e + l: conflict-free), then one BF16x2 multiply by the block scale, itself a
+// table entry (scale * 2^118 in both halves, e4m3x2_scaled's bits). Two instructions per pair where
+// the shifts and masks take four, and one of them off the integer pipe. The pairs are then adjacent
+// elements: k16 step J takes bytes 2J (k = 2t, 2t+1) and 2J+1 (k = 2t+8, 2t+9) of the lane's 16,
+// i.e. physical elements 32t + 4J + {0, 1} and {2, 3}; a BF16 A's matching pairs are its own words
+// 2J and 2J+1 (no permutation), an NVFP4 A's the same table's.
+constexpr int kCodeTableWords = 256 * 32;
+constexpr int kDecodeTableBytes = (kCodeTableWords + 256) * 4;  // the code pairs, then the scale pairs
+static_assert(kDecodeTableBytes == smallm_decode_table_bytes(), "launch.hpp's formula is the tables' size");
 
-#if FP4KIT_SMALLM_BULK
-__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
+__device__ __forceinline__ uint32_t code_pair_of_byte(uint32_t e) {
+  const uint32_t lo = ((e & 8u) << 12) | ((e & 7u) << 6), hi = ((e & 0x80u) << 8) | ((e & 0x70u) << 2);
+  return lo | (hi << 16);
 }
-__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+
+// Fills the tables (every thread, then a barrier before their first use).
+__device__ __forceinline__ void fill_decode_tables(uint32_t* table, int tid, int threads) {
+  for (int i = tid; i < kCodeTableWords; i += threads) table[i] = code_pair_of_byte(static_cast<uint32_t>(i) >> 5);
+  for (int i = tid; i < 256; i += threads) table[kCodeTableWords + i] = e4m3x2_scaled(static_cast<uint32_t>(i) * 0x0101u);
 }
-__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
-  uint32_t done = 0;
-  do {
-    asm volatile(
-        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(bar), "r"(parity)
-        : "memory");
-  } while (!done);
+
+// The pair of byte B of w; `lane_table`: the shared-memory address of the code table's word `lane`.
+// NOTE: 32-bit shared addresses on purpose: through a generic pointer each lookup also paid 64-bit
+// address arithmetic (ncu: 17% more instructions than the shifts and masks it replaces).
+template <int B>
+__device__ __forceinline__ uint32_t table_pair(uint32_t w, uint32_t lane_table) {
+  uint32_t v;
+  asm("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(lane_table + __byte_perm(w, 0u, 0x4440 | B) * 128u));
+  return v;
 }
-// `bytes` (a multiple of 16) from global to shared memory by the copy engine, counted on `bar`.
-__device__ __forceinline__ void bulk_copy(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(dst),
-               "l"(src), "r"(bytes), "r"(bar)
-               : "memory");
+// The scale pair of scale byte e (0..255); `scale_table`: the scale table's shared-memory address.
+__device__ __forceinline__ uint32_t scale_pair(uint32_t e, uint32_t scale_table) {
+  uint32_t v;
+  asm("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(scale_table + e * 4u));
+  return v;
 }
-#endif
+
+// The weight fragment of k16 step J for row tile rt (rows g and g + 8: halves 0 and 1).
+template <class S, int J>
+__device__ __forceinline__ void weight_fragment_table(uint32_t (&a)[4], const WeightRegs<S>& f, const uint32_t (&scale)[2][2],
+                                                      int rt, uint32_t lane_table) {
+  const uint32_t w0 = word_of<J / 2>(f.q[rt][0]), w1 = word_of<J / 2>(f.q[rt][1]);
+  constexpr int kB = 2 * (J % 2);
+  a[0] = bf16x2_mul(table_pair<kB>(w0, lane_table), scale[0][J / 4]);
+  a[1] = bf16x2_mul(table_pair<kB>(w1, lane_table), scale[1][J / 4]);
+  a[2] = bf16x2_mul(table_pair<kB + 1>(w0, lane_table), scale[0][J / 4]);
+  a[3] = bf16x2_mul(table_pair<kB + 1>(w1, lane_table), scale[1][J / 4]);
+}
+
+// The activation pairs of lane (g, t) for one chunk from activation row `row` of a stage's A rows:
+// b[J][0], b[J][1] for k16 step J (see above). NVFP4: e2m1 * e4m3 * 2^-8 (exact, as the weights).
+template <class S>
+__device__ __forceinline__ void act_pairs(uint32_t (&b)[8][2], const RunArgs& p, uint32_t act_smem, int row, int c, int t,
+                                          uint32_t lane_table, uint32_t scale_table) {
+  if (row >= p.m) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) b[j][0] = b[j][1] = 0u;
+    return;
+  }
+  if (p.a.data == nullptr) {
+    const uint32_t at = act_smem + row * (S::kStageK * 2) + (c * kChunkK + 32 * t) * 2;
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      uint4 v;
+      asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(at + 16 * w));
+      b[2 * w][0] = v.x;
+      b[2 * w][1] = v.y;
+      b[2 * w + 1][0] = v.z;
+      b[2 * w + 1][1] = v.w;
+    }
+    return;
+  }
+  uint4 q;
+  uint32_t s;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(q.x), "=r"(q.y), "=r"(q.z), "=r"(q.w)
+               : "r"(act_smem + row * (S::kStageK / 2) + c * (kChunkK / 2) + t * 16));
+  asm volatile("ld.shared.u16 %0, [%1];"
+               : "=r"(s)
+               : "r"(act_smem + p.m * (S::kStageK / 2) + row * (S::kStageK / 16) + c * (kChunkK / 16) + t * 2));
+  const uint32_t sc[2] = {scale_pair(s & 0xFFu, scale_table), scale_pair(s >> 8, scale_table)};
+  const uint32_t words[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+  for (int w = 0; w < 4; ++w) {
+    b[2 * w][0] = bf16x2_mul(table_pair<0>(words[w], lane_table), sc[w / 2]);
+    b[2 * w][1] = bf16x2_mul(table_pair<1>(words[w], lane_table), sc[w / 2]);
+    b[2 * w + 1][0] = bf16x2_mul(table_pair<2>(words[w], lane_table), sc[w / 2]);
+    b[2 * w + 1][1] = bf16x2_mul(table_pair<3>(words[w], lane_table), sc[w / 2]);
+  }
+}
+
+// One chunk through mma.sync, weights decoded by table, activation fragments from registers.
+template <class S, int J = 0>
+__device__ __forceinline__ void mma_direct(float (&acc)[S::kRowTiles][S::kMTiles][4], const WeightRegs<S>& f,
+                                           const uint32_t (&scale)[S::kRowTiles][2][2], const uint32_t (&b)[S::kMTiles][8][2],
+                                           uint32_t lane_table) {
+  if constexpr (J < 8) {
+#pragma unroll
+    for (int rt = 0; rt < S::kRowTiles; ++rt) {
+      uint32_t a[4];
+      weight_fragment_table<S, J>(a, f, scale[rt], rt, lane_table);
+#pragma unroll
+      for (int mt = 0; mt < S::kMTiles; ++mt) mma_16816(acc[rt][mt], a, b[mt][J][0], b[mt][J][1]);
+    }
+    mma_direct<S, J + 1>(acc, f, scale, b, lane_table);
+  }
+}
 
 template <typename OutT>
 __device__ __forceinline__ void store_as(void* d, int64_t i, float v) {
   static_cast<OutT*>(d)[i] = from_float<OutT>(v);
 }
 
-template <int MT, bool kWgmma>
-__global__ void __launch_bounds__(BulkShape<MT, kWgmma>::kThreads, BulkShape<MT, kWgmma>::kMinBlocks)
-    smallm_bulk_kernel(const BulkArgs p) {
-#if FP4KIT_SMALLM_BULK
-  using S = BulkShape<MT, kWgmma>;
-  [[maybe_unused]] constexpr bool kUseWgmma = kWgmma && FP4KIT_SMALLM_WGMMA;
+// Grid: (ceil(N / kRows), splits). Every thread copies (cp.async, 16-byte pieces, `ahead` stages
+// ahead); warp w computes tile group w % kTileGroups for chunk group w / kTileGroups.
+template <int MT>
+__global__ void __launch_bounds__(RunShape<MT>::kThreads, RunShape<MT>::kMinBlocks) smallm_run_kernel(const RunArgs p) {
+  using S = RunShape<MT>;
+  [[maybe_unused]] constexpr bool kUseWgmma = S::kWgmma && FP4KIT_SMALLM_WGMMA;
   extern __shared__ __align__(128) unsigned char smem[];
   const uint32_t ring = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  const uint32_t bars = ring + p.stages * S::kStageBytes;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int tile = warp % S::kTiles, group = warp / S::kTiles;
+  const int tid = static_cast<int>(threadIdx.x);
+  const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const int tile_group = warp % S::kTileGroups, group = warp / S::kTileGroups;
   const int row0 = blockIdx.x * S::kRows;
   const int first_stage = blockIdx.y * p.stages_per_split;
   const int stages_total = min(p.stage_count - first_stage, p.stages_per_split);  // >= 1
   const int chunks_k = p.k / kChunkK;                                             // K % 256 == 0
   const auto chunks_of = [&](int st) { return min(S::kChunks, chunks_k - (first_stage + st) * S::kChunks); };
 
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < p.stages; ++s) mbar_init(bars + 8 * s, 1);
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-  }
-  __syncthreads();
+  // This thread's pieces, the same rows and offsets every stage: code piece tid % (4 kChunks) of
+  // rows tid / (4 kChunks) + j * (kThreads / (4 kChunks)); scale piece tid % (kChunks / 2) of row
+  // tid / (kChunks / 2). Rows past N read row N - 1 (never stored).
+  constexpr int kCodeRowStep = S::kThreads / (S::kChunks * 4);
+  const int code_q = tid % (S::kChunks * 4), code_r = tid / (S::kChunks * 4);
+  const uint8_t* code_src = p.b_data + int64_t{first_stage} * (S::kStageK / 2) + code_q * 16;  // + row * stride
+  const int scale_q = tid % (S::kChunks / 2), scale_r = tid / (S::kChunks / 2);
+  const uint8_t* scale_src = p.b_scales + int64_t{min(row0 + min(scale_r, S::kRows - 1), p.n - 1)} * p.b_scale_stride +
+                             int64_t{first_stage} * (S::kStageK / 16) + scale_q * 16;
 
-  // Warp 0 issues every copy: per stage one arrive.expect_tx (all its bytes), then the rows' runs
-  // (rows past N read row N - 1, never stored) and, once the prepare kernel is done, the
-  // activations. Copies run `ahead` = stages - 1 stages ahead of the math: the buffer a refill
-  // takes is the one every warp finished before the loop's barrier (wgmma waits for its reads at
-  // the end of each stage).
-  const int ahead = p.stages - 1;
-  const auto issue_weights = [&](int st) {
+  const auto issue = [&](int st, uint32_t base, bool weights, bool act) {
     if (st >= stages_total) return;
-    const int buf = st % p.stages;
-    const uint32_t stage_smem = ring + buf * S::kStageBytes, bar = bars + 8 * buf;
     const int chunks = chunks_of(st);
     const int64_t k0 = int64_t{first_stage + st} * S::kStageK;
-    const uint32_t code_bytes = chunks * (kChunkK / 2), scale_bytes = chunks * (kChunkK / 16);
-    if (lane == 0) mbar_expect_tx(bar, S::kRows * (code_bytes + scale_bytes) + chunks * kChunkK * S::kMPad * 2);
-    __syncwarp();
+    if (weights) {
 #pragma unroll
-    for (int j = 0; j < (S::kRows + 31) / 32; ++j) {
-      const int r = lane + 32 * j;
-      if (S::kRows % 32 == 0 || r < S::kRows) {
-        const int64_t row = min(row0 + r, p.n - 1);
-        bulk_copy(stage_smem + S::kActBytes + r * S::kCodePitch, p.b_data + row * p.b_data_stride + k0 / 2, code_bytes, bar);
-        bulk_copy(stage_smem + S::kActBytes + S::kCodeBytes + r * S::kScalePitch, p.b_scales + row * p.b_scale_stride + k0 / 16,
-                  scale_bytes, bar);
+      for (int j = 0; j < S::kCodePieces; ++j) {
+        if (code_q < chunks * 4) {
+          const int64_t row = min(row0 + code_r + j * kCodeRowStep, p.n - 1);
+          cp_async16(base + (code_r + j * kCodeRowStep) * S::kCodePitch + code_q * 16,
+                     code_src + row * p.b_data_stride + int64_t{st} * (S::kStageK / 2));
+        }
+      }
+      if (tid < S::kScaleThreads && scale_q < chunks / 2) {
+        cp_async16(base + S::kCodeBytes + scale_r * S::kScalePitch + scale_q * 16, scale_src + int64_t{st} * (S::kStageK / 16));
       }
     }
+    if (!act) return;
+    const uint32_t act_smem = base + S::kWeightBytes;
+    if constexpr (S::kDirect) {
+      if (p.a.data == nullptr) {
+        // BF16 rows: [M][kStageK], 16-byte pieces of 8 elements.
+        const int per_row = S::kChunks * 16;
+        for (int i = tid; i < p.m * per_row; i += S::kThreads) {
+          const int r = i / per_row, q = i - r * per_row;
+          if (q < chunks * 16) {
+            cp_async16(act_smem + r * (S::kStageK * 2) + q * 16,
+                       static_cast<const __nv_bfloat16*>(p.a.dense) + r * p.a.dense_stride + k0 + q * 8);
+          }
+        }
+      } else {
+        // NVFP4 rows: codes [M][kStageK / 2], then scales [M][kStageK / 16].
+        const int per_row = S::kChunks * 4;
+        for (int i = tid; i < p.m * per_row; i += S::kThreads) {
+          const int r = i / per_row, q = i - r * per_row;
+          if (q < chunks * 4) cp_async16(act_smem + r * S::kCodePitch + q * 16, p.a.data + r * p.a.data_stride + k0 / 2 + q * 16);
+        }
+        const int per_scale_row = S::kChunks / 2;
+        for (int i = tid; i < p.m * per_scale_row; i += S::kThreads) {
+          const int r = i / per_scale_row, q = i - r * per_scale_row;
+          if (q < chunks / 2) {
+            cp_async16(act_smem + p.m * S::kCodePitch + r * S::kScalePitch + q * 16,
+                       p.a.scales + r * p.a.scale_stride + k0 / 16 + q * 16);
+          }
+        }
+      }
+    } else {
+      // The prepared activations of the stage's chunks: contiguous.
+      const ActRow* src = p.act + (k0 / 8) * S::kMPad;
+      for (int i = tid; i < chunks * (kChunkK / 8) * S::kMPad; i += S::kThreads) cp_async16(act_smem + i * 16, src + i);
+    }
   };
-  const auto issue_act = [&](int st) {
-    if (st >= stages_total || lane != 0) return;
-    const int buf = st % p.stages;
-    const int64_t k0 = int64_t{first_stage + st} * S::kStageK;
-    bulk_copy(ring + buf * S::kStageBytes, p.act + (k0 / 8) * S::kMPad, chunks_of(st) * kChunkK * S::kMPad * 2, bars + 8 * buf);
-  };
-  if (warp == 0) {
-    for (int st = 0; st < ahead; ++st) issue_weights(st);
-    pdl_wait();  // the weights are in flight; the activations are the prepare kernel's
-    for (int st = 0; st < ahead; ++st) issue_act(st);
+
+  // Copies run `ahead` stages ahead of the math: stages - 1 for mma.sync (a buffer is free once
+  // every warp has passed the next barrier), stages - 2 for wgmma (whose reads of a stage may still
+  // run during the next one: the buffer refilled is the one of two stages back, whose wgmmas each
+  // warpgroup has waited for by then).
+  // The weights do not depend on the prepare kernel: their first stages are in flight before the
+  // wait for it (a no-op without one). One cp.async group per stage and part, W0 .. W(ahead-1),
+  // A0 .. A(ahead-1), then one per loop iteration: stage st is complete once at most ahead - 1
+  // newer groups are pending, for every st.
+  const int ahead = kUseWgmma ? p.stages - 2 : p.stages - 1;
+  for (int st = 0; st < ahead; ++st) {
+    issue(st, ring + st * p.stage_bytes, true, false);
+    cp_async_commit();
+  }
+  if constexpr (!S::kDirect) pdl_wait();
+  for (int st = 0; st < ahead; ++st) {
+    issue(st, ring + st * p.stage_bytes, false, true);
+    cp_async_commit();
   }
 
-  float acc[1][S::kMTiles][4];
+  float acc[S::kRowTiles][S::kMTiles][4];
 #pragma unroll
-  for (int i = 0; i < S::kMTiles; ++i)
+  for (int rt = 0; rt < S::kRowTiles; ++rt)
 #pragma unroll
-    for (int j = 0; j < 4; ++j) acc[0][i][j] = 0.0f;
+    for (int i = 0; i < S::kMTiles; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) acc[rt][i][j] = 0.0f;
 #if FP4KIT_SMALLM_WGMMA
-  uint32_t wg_a[2][4][4];
+  uint32_t wg_a[2][4][4];  // the wgmma path's fragment registers (the two halves of a chunk)
   if constexpr (kUseWgmma) fence_accumulators<S::kMTiles>(acc[0]);
 #endif
-  const int my_row = tile * 16 + g;  // this lane's first row within the CTA (then + 8)
+  const int tile_row = tile_group * (16 * S::kRowTiles) + g;  // the lane's first row (tile 0) in the CTA
+  // M <= 16: the decode tables after the ring (filled while the first stages are in flight).
+  uint32_t* tables = reinterpret_cast<uint32_t*>(smem + p.stages * p.stage_bytes);
+  [[maybe_unused]] const uint32_t lane_table = ring + p.stages * p.stage_bytes + lane * 4;
+  [[maybe_unused]] const uint32_t scale_table = ring + p.stages * p.stage_bytes + kCodeTableWords * 4;
+  if constexpr (S::kDirect) {
+    fill_decode_tables(tables, tid, S::kThreads);  // the loop's first barrier precedes every read
+  }
 
-  int buf = 0;
-  uint32_t phase = 0;
+  int buf = 0, buf_next = ahead;
   for (int st = 0; st < stages_total; ++st) {
-    mbar_wait(bars + 8 * buf, phase);
-    __syncthreads();  // every warp has left stage st - 1: its buffer takes stage st + ahead
-    if (warp == 0) {
-      issue_weights(st + ahead);
-      issue_act(st + ahead);
-    }
-    const uint32_t stage_smem = ring + buf * S::kStageBytes;
+    cp_async_wait_pending(ahead - 1);
+#if FP4KIT_SMALLM_WGMMA
+    // NOTE: ordinary (cp.async) writes that the tensor cores read through the async proxy.
+    if constexpr (kUseWgmma) asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+#endif
+    __syncthreads();
+    issue(st + ahead, ring + buf_next * p.stage_bytes, true, true);
+    cp_async_commit();  // also when empty: one group per stage keeps the count
+    buf_next = buf_next + 1 == p.stages ? 0 : buf_next + 1;
+    const uint32_t stage_smem = ring + buf * p.stage_bytes;
+    buf = buf + 1 == p.stages ? 0 : buf + 1;
     const int chunks = chunks_of(st);
 #pragma unroll
     for (int i = 0; i < S::kChunks / S::kKGroups; ++i) {
       const int c = group + i * S::kKGroups;
-      if (c < chunks) {  // uniform across the CTA
-        WeightRegs<S> f;
-        const uint32_t code = stage_smem + S::kActBytes + my_row * S::kCodePitch + c * (kChunkK / 2) + t * 16;
-        const uint32_t sc = stage_smem + S::kActBytes + S::kCodeBytes + my_row * S::kScalePitch + c * (kChunkK / 16) + t * 2;
+      if (c >= chunks) break;  // the stage's last chunks (uniform across the CTA)
+      WeightRegs<S> f;
+#pragma unroll
+      for (int rt = 0; rt < S::kRowTiles; ++rt) {
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
+          const int r = tile_row + rt * 16 + h * 8;
           asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
-                       : "=r"(f.q[0][h].x), "=r"(f.q[0][h].y), "=r"(f.q[0][h].z), "=r"(f.q[0][h].w)
-                       : "r"(code + h * 8 * S::kCodePitch));
-          asm volatile("ld.shared.u16 %0, [%1];" : "=r"(f.s[0][h]) : "r"(sc + h * 8 * S::kScalePitch));
+                       : "=r"(f.q[rt][h].x), "=r"(f.q[rt][h].y), "=r"(f.q[rt][h].z), "=r"(f.q[rt][h].w)
+                       : "r"(stage_smem + r * S::kCodePitch + c * (kChunkK / 2) + t * 16));
+          asm volatile("ld.shared.u16 %0, [%1];"
+                       : "=r"(f.s[rt][h])
+                       : "r"(stage_smem + S::kCodeBytes + r * S::kScalePitch + c * (kChunkK / 16) + t * 2));
         }
-        uint32_t scale[1][2][2];
-        chunk_scales<S>(scale[0], f, 0);
-        const uint32_t act_smem = stage_smem + c * (kChunkK / 8) * S::kMPad * 16;
+      }
+      uint32_t scale[S::kRowTiles][2][2];
+      const uint32_t act_smem = stage_smem + S::kWeightBytes;
+      if constexpr (S::kDirect) {
+#pragma unroll
+        for (int rt = 0; rt < S::kRowTiles; ++rt) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            scale[rt][h][0] = scale_pair(f.s[rt][h] & 0xFFu, scale_table);
+            scale[rt][h][1] = scale_pair(f.s[rt][h] >> 8, scale_table);
+          }
+        }
+        uint32_t b[S::kMTiles][8][2];
+#pragma unroll
+        for (int mt = 0; mt < S::kMTiles; ++mt) act_pairs<S>(b[mt], p, act_smem, g + 8 * mt, c, t, lane_table, scale_table);
+        mma_direct<S>(acc, f, scale, b, lane_table);
+      } else {
+#pragma unroll
+        for (int rt = 0; rt < S::kRowTiles; ++rt) chunk_scales<S>(scale[rt], f, rt);
+        const uint32_t chunk_act = act_smem + c * (kChunkK / 8) * S::kMPad * 16;
 #if FP4KIT_SMALLM_WGMMA
         if constexpr (kUseWgmma) {
-          wgmma_half<S, 0>(acc[0], wg_a[0], f, scale[0], act_smem);
-          wgmma_half<S, 1>(acc[0], wg_a[1], f, scale[0], act_smem);
+          wgmma_half<S, 0>(acc[0], wg_a[0], f, scale[0], chunk_act);
+          wgmma_half<S, 1>(acc[0], wg_a[1], f, scale[0], chunk_act);
           continue;
         }
 #endif
-        mma_stage<S>(acc, f, scale, act_smem, lane);
+        mma_stage<S>(acc, f, scale, chunk_act, lane);
       }
-    }
-#if FP4KIT_SMALLM_WGMMA
-    if constexpr (kUseWgmma) wgmma_wait<0>();  // this stage's buffer is free at the next barrier
-#endif
-    if (++buf == p.stages) {
-      buf = 0;
-      phase ^= 1u;
     }
   }
 #if FP4KIT_SMALLM_WGMMA
-  if constexpr (kUseWgmma) fence_accumulators<S::kMTiles>(acc[0]);
+  if constexpr (kUseWgmma) {
+    wgmma_wait<0>();
+    fence_accumulators<S::kMTiles>(acc[0]);
+  }
 #endif
   pdl_launch_dependents();
 
-  // The groups' sums, in group order, into group 0 (the ring is idle: every stage issued was
-  // waited for). Layout [group - 1][tile][element][lane]: conflict-free.
+  // The groups' sums, in group order, into group 0, through the ring's first stage (no copies in
+  // flight: every one issued was waited for). Layout [group - 1][tile group][element][lane].
   if constexpr (S::kKGroups > 1) {
+    constexpr int kElems = S::kRowTiles * S::kMTiles * 4;
     float* red = reinterpret_cast<float*>(smem);
     __syncthreads();
     if (group > 0) {
+      float* mine = red + ((group - 1) * S::kTileGroups + tile_group) * kElems * 32 + lane;
 #pragma unroll
-      for (int mt = 0; mt < S::kMTiles; ++mt)
+      for (int rt = 0; rt < S::kRowTiles; ++rt)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) red[(((group - 1) * S::kTiles + tile) * S::kMTiles * 4 + mt * 4 + e) * 32 + lane] = acc[0][mt][e];
+        for (int mt = 0; mt < S::kMTiles; ++mt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) mine[((rt * S::kMTiles + mt) * 4 + e) * 32] = acc[rt][mt][e];
     }
     __syncthreads();
     if (group > 0) return;
     for (int gr = 1; gr < S::kKGroups; ++gr) {
+      const float* theirs = red + ((gr - 1) * S::kTileGroups + tile_group) * kElems * 32 + lane;
 #pragma unroll
-      for (int mt = 0; mt < S::kMTiles; ++mt)
+      for (int rt = 0; rt < S::kRowTiles; ++rt)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) acc[0][mt][e] += red[(((gr - 1) * S::kTiles + tile) * S::kMTiles * 4 + mt * 4 + e) * 32 + lane];
+        for (int mt = 0; mt < S::kMTiles; ++mt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) acc[rt][mt][e] += theirs[((rt * S::kMTiles + mt) * 4 + e) * 32];
     }
   }
 
-  // acc[0][mt][e]: weight rows (g, g + 8) of the tile = columns n of D, activation rows 8 mt + 2t (+1) = rows m.
+  // acc[rt][mt][e]: weight rows (g, g + 8) of tile rt = columns n of D, activation rows
+  // 8 mt + 2t (+1) = rows m.
   const float fb = p.amax_b ? p.amax_b[0] / kGlobalScaleNumerator : 1.0f;
   float* out = p.partials + int64_t{blockIdx.y} * p.m * p.n;
 #pragma unroll
-  for (int mt = 0; mt < S::kMTiles; ++mt) {
+  for (int rt = 0; rt < S::kRowTiles; ++rt) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int col = row0 + my_row + (e >> 1) * 8, row = 8 * mt + 2 * t + (e & 1);
-      if (col >= p.n || row >= p.m) continue;
-      const float v = acc[0][mt][e] * kAccScale;  // exact: a power of two
-      if (!p.fused) {
-        out[int64_t{row} * p.n + col] = v;
-        continue;
-      }
-      // The epilogue kernel's arithmetic on a one-split sum: the same bits.
-      const float r = gemm_epilogue_value(p.e, gemm_row_alpha(p.a, fb, p.e.alpha, row), v, row, col);
-      const int64_t at = row * p.d_stride + col;
-      switch (p.d_dtype) {
-        case DType::kF32: store_as<float>(p.d, at, r); break;
-        case DType::kF16: store_as<__half>(p.d, at, r); break;
-        default: store_as<__nv_bfloat16>(p.d, at, r); break;
+    for (int mt = 0; mt < S::kMTiles; ++mt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int col = row0 + tile_row + rt * 16 + (e >> 1) * 8, row = 8 * mt + 2 * t + (e & 1);
+        if (col >= p.n || row >= p.m) continue;
+        const float v = acc[rt][mt][e] * p.acc_scale;  // exact: a power of two
+        if (!p.fused) {
+          out[int64_t{row} * p.n + col] = v;
+          continue;
+        }
+        // The epilogue kernel's arithmetic on a one-split sum: the same bits.
+        const float r = gemm_epilogue_value(p.e, gemm_row_alpha(p.a, fb, p.e.alpha, row), v, row, col);
+        const int64_t at = row * p.d_stride + col;
+        switch (p.d_dtype) {
+          case DType::kF32: store_as<float>(p.d, at, r); break;
+          case DType::kF16: store_as<__half>(p.d, at, r); break;
+          default: store_as<__nv_bfloat16>(p.d, at, r); break;
+        }
       }
     }
   }
-#else
-  __trap();  // the host runs this kernel only where its image has sm_90 code (bulk_image_ok)
-#endif
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1031,47 +1206,26 @@ StreamKernel stream_kernel(int m_tiles, bool wgmma) {
   }
 }
 
-using BulkKernel = void (*)(BulkArgs);
+using RunKernel = void (*)(RunArgs);
 
-// The bulk-copy instantiations and their geometry: mma.sync for every activation tile count, wgmma
-// (the sm_90a image) for 4 or 8 tiles.
-struct BulkGeometry {
-  BulkKernel kernel;
+// The run kernel's instantiations and their geometry.
+struct RunGeometry {
+  RunKernel kernel;
   int rows, threads;
   int64_t stage_k;
-  int64_t weight_stage_bytes;  // codes and scales of one stage: the device-memory bytes it brings
 };
-template <int MT, bool kWgmma>
-BulkGeometry bulk_geometry_of() {
-  using S = BulkShape<MT, kWgmma>;
-  return {smallm_bulk_kernel<MT, kWgmma>, S::kRows, S::kThreads, S::kStageK, S::kCodeBytes + S::kScaleBytes};
+template <int MT>
+RunGeometry run_geometry_of() {
+  using S = RunShape<MT>;
+  return {smallm_run_kernel<MT>, S::kRows, S::kThreads, S::kStageK};
 }
-BulkGeometry bulk_geometry(int m_tiles, bool wgmma) {
-  if (wgmma && m_tiles == 4) return bulk_geometry_of<4, true>();
-  if (wgmma && m_tiles == 8) return bulk_geometry_of<8, true>();
+RunGeometry run_geometry(int m_tiles) {
   switch (m_tiles) {
-    case 1: return bulk_geometry_of<1, false>();
-    case 2: return bulk_geometry_of<2, false>();
-    case 4: return bulk_geometry_of<4, false>();
-    default: return bulk_geometry_of<8, false>();
+    case 1: return run_geometry_of<1>();
+    case 2: return run_geometry_of<2>();
+    case 4: return run_geometry_of<4>();
+    default: return run_geometry_of<8>();
   }
-}
-
-// Whether the bulk-copy kernel's image on `device` was built for sm_90 or newer (an image JIT-built
-// from older PTX has only the trap). NOTE: process-wide on purpose, like ctas_per_sm below: a
-// property of the loaded module, asked of the runtime once per device.
-bool bulk_image_ok(int device) {
-  static std::mutex mutex;
-  static std::map<int, bool> known;
-  const std::lock_guard<std::mutex> lock(mutex);
-  auto it = known.find(device);
-  if (it == known.end()) {
-    cudaFuncAttributes attr{};
-    FP4KIT_CUDA_CHECK(cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(smallm_bulk_kernel<1, false>)),
-                      "small-M GEMM bulk kernel");
-    it = known.emplace(device, attr.ptxVersion >= 90 && attr.binaryVersion >= 90).first;
-  }
-  return it->second;
 }
 
 int sm_count_of(int device) {
@@ -1112,8 +1266,9 @@ int ctas_per_sm(const void* kernel, int device, int threads, int64_t smem) {
 
 struct Plan {
   SmallMPlan info;
-  StreamKernel kernel = nullptr;  // the cp.async kernel, or
-  BulkKernel bulk_kernel = nullptr;  // the bulk-copy kernel
+  StreamKernel kernel = nullptr;   // the chunk kernel, or
+  RunKernel run_kernel = nullptr;  // the run kernel
+  int64_t stage_bytes = 0;         // the run kernel's stage
   int64_t k_pad = 0;  // the prepared activations' K: whole stages past every split's end
 };
 
@@ -1123,10 +1278,13 @@ struct Plan {
 //     a third full costs as much as a full one);
 //   - each split writes and the epilogue reads M x N FP32 partials, and the epilogue kernel's
 //     launch costs `epilogue_bytes`; with `one_split_writes_d`, one split has neither;
-//   - each wave pays a start-up latency (~0.7 us of loads in flight before the first bytes land).
+//   - each wave pays a start-up latency (~0.7 us of loads in flight before the first bytes land);
+//   - each CTA pays `cta_bytes` (its first stage's wait and its tail: with the run kernel's short
+//     CTAs, two splits at M = 1, N = 28672 measured 10% slower than one, not the 5% faster that the
+//     terms above predict).
 // Ties go to fewer splits.
 int64_t choose_splits(int64_t m, int64_t n, int64_t k, int64_t units, int64_t row_blocks, int64_t slots,
-                      bool one_split_writes_d, const SmallMTuning& tuning) {
+                      bool one_split_writes_d, double cta_bytes, const SmallMTuning& tuning) {
   const double epilogue_bytes = 4.5e6;  // ~1.5 us at 3 TB/s
   if (tuning.splits > 0) return std::min<int64_t>(tuning.splits, units);
   const double weight_bytes = static_cast<double>(n) * static_cast<double>(k) * (0.5 + 1.0 / 16);
@@ -1138,7 +1296,7 @@ int64_t choose_splits(int64_t m, int64_t n, int64_t k, int64_t units, int64_t ro
     if ((units + per - 1) / per != s) continue;  // the same slices as a smaller split count
     const int64_t ctas = row_blocks * s, waves = (ctas + slots - 1) / slots;
     double cost = weight_bytes * static_cast<double>(waves * slots) / static_cast<double>(ctas) +
-                  static_cast<double>(waves) * wave_latency_bytes;
+                  static_cast<double>(waves) * wave_latency_bytes + static_cast<double>(ctas) * cta_bytes;
     if (s > 1 || !one_split_writes_d) cost += static_cast<double>(s * m * n) * 8.0 + epilogue_bytes;
     if (s == 1 || cost < best_cost) {
       best_cost = cost;
@@ -1195,7 +1353,7 @@ Plan make_plan(int64_t m, int64_t n, int64_t k, const GemmOperandPointers& b, co
   const int64_t units = (k + kChunkK - 1) / kChunkK;  // K in whole stages
   const int64_t row_blocks = (n + kRowsPerCta - 1) / kRowsPerCta;
   const int64_t slots = int64_t{sm_count_of(device)} * info.ctas_per_sm;
-  const int64_t best_splits = choose_splits(m, n, k, units, row_blocks, slots, false, tuning);
+  const int64_t best_splits = choose_splits(m, n, k, units, row_blocks, slots, false, 0.0, tuning);
   const int64_t per = (units + best_splits - 1) / best_splits;
   info.splits = static_cast<int>((units + per - 1) / per);
   info.k_slice = per * kChunkK;
@@ -1206,64 +1364,67 @@ Plan make_plan(int64_t m, int64_t n, int64_t k, const GemmOperandPointers& b, co
   return plan;
 }
 
-// The bulk-copy kernel's plan, or none (nullopt) where it does not apply: the cp.async kernel is
-// forced; the device or the image is older than sm_90; B's code or scale rows are not 16-byte
-// aligned; K % 256 != 0 (stages of whole 16-byte scale runs); or a forced ring depth does not fit.
-// MMA: wgmma where the sm_90a image runs (cc 9.0) for M > 16, as the cp.async kernel. Ring depth
-// (default): the one of 2..4 buffers that keeps the most weight bytes in flight per SM (resident
-// CTAs x (stages - 1) x a stage's weight bytes), the shallower on a tie. Split count:
-// choose_splits, where one split saves the epilogue kernel (~1.5 us).
-std::optional<Plan> make_bulk_plan(int64_t m, int64_t n, int64_t k, const GemmOperandPointers& b, const KernelConfig& config,
-                                   int device, const SmallMTuning& tuning) {
-  if (tuning.path != SmallMTuning::Path::kAuto) return std::nullopt;
+// The run kernel's plan, or none (nullopt) where it does not apply: the chunk kernel is forced, or
+// M > 8 unless the run kernel is (measured on the H100, L2 flushed, N = 8192 and 28672, K = 8192:
+// at M = 16 the chunk kernel was 10-25% faster, its ldmatrix of prepared activations cheaper than
+// the lanes decoding two A rows per chunk; at M = 64 the two were within 4%); B's code or scale
+// rows, or A's rows, are not 16-byte aligned; K % 256 != 0 (stages of whole 16-byte scale runs);
+// M > 16 without wgmma (cc 9.0, not forced off); or a forced ring depth does not fit the
+// configuration. Ring depth (default), measured on the H100 at M = 1, 16 and 64 (N =
+// 8192 and 28672, K = 8192): M <= 16 two buffers (one stage in flight: the kernel is bound by its
+// instructions, and deeper rings delay every CTA's first stage; 2-4 us faster than four at M = 1),
+// wgmma four (two in flight). Split count: choose_splits, where one split writes D (no epilogue
+// kernel).
+std::optional<Plan> make_run_plan(int64_t m, int64_t n, int64_t k, const GemmOperandPointers& a, const GemmOperandPointers& b,
+                                  const KernelConfig& config, int device, const SmallMTuning& tuning) {
+  if (tuning.path == SmallMTuning::Path::kChunk || (tuning.path == SmallMTuning::Path::kAuto && m > 8)) return std::nullopt;
   int cc_major = 0, cc_minor = 0;
   FP4KIT_CUDA_CHECK(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, device), "small-M GEMM");
   FP4KIT_CUDA_CHECK(cudaDeviceGetAttribute(&cc_minor, cudaDevAttrComputeCapabilityMinor, device), "small-M GEMM");
   const auto aligned16 = [](const void* p, int64_t stride) {
     return (reinterpret_cast<uintptr_t>(p) % 16) == 0 && stride % 16 == 0;
   };
-  if (cc_major < 9 || k % 256 != 0 || !aligned16(b.data, b.data_stride) || !aligned16(b.scales, b.scale_stride) ||
-      !bulk_image_ok(device)) {
-    return std::nullopt;
-  }
+  if (k % 256 != 0 || !aligned16(b.data, b.data_stride) || !aligned16(b.scales, b.scale_stride)) return std::nullopt;
   Plan plan;
   SmallMPlan& info = plan.info;
-  info.bulk = true;
+  info.run = true;
+  info.load_bytes = 16;
   info.m_tiles = m <= 8 ? 1 : m <= 16 ? 2 : m <= 32 ? 4 : 8;
-  const bool want_wgmma = tuning.mma == SmallMTuning::Mma::kWgmma ||
-                          (tuning.mma == SmallMTuning::Mma::kAuto && cc_major == 9 && cc_minor == 0);
-  info.wgmma = want_wgmma && info.m_tiles >= 4;
-  const BulkGeometry geo = bulk_geometry(info.m_tiles, info.wgmma);
-  plan.bulk_kernel = geo.kernel;
+  info.prepared = info.m_tiles >= 4;
+  if (info.prepared) {
+    const bool want_wgmma = tuning.mma == SmallMTuning::Mma::kWgmma ||
+                            (tuning.mma == SmallMTuning::Mma::kAuto && cc_major == 9 && cc_minor == 0);
+    if (!want_wgmma) return std::nullopt;
+    info.wgmma = true;
+  } else if (a.data != nullptr ? !aligned16(a.data, a.data_stride) || !aligned16(a.scales, a.scale_stride)
+                               : !aligned16(a.dense, a.dense_stride * 2)) {
+    return std::nullopt;
+  }
+  const RunGeometry geo = run_geometry(info.m_tiles);
+  plan.run_kernel = geo.kernel;
   info.threads = geo.threads;
   info.rows = geo.rows;
   info.k_stage = geo.stage_k;
-  const int m_pad = 8 * info.m_tiles;
+  const int64_t act_bytes = info.prepared ? smallm_prepared_act_bytes(8 * info.m_tiles, geo.stage_k)
+                                          : smallm_raw_act_bytes(m, geo.stage_k, a.data == nullptr);
+  plan.stage_bytes = smallm_run_stage_bytes(geo.rows, geo.stage_k, act_bytes);
   const int64_t cap = smallm_smem_bytes(64, kChunkK, config.stages);
-  const auto smem_of = [&](int stages) { return smallm_bulk_smem_bytes(m_pad, geo.stage_k, geo.rows, stages); };
-  if (tuning.stages > 0) {
-    if (tuning.stages < 2 || tuning.stages > kMaxBulkStages || smem_of(tuning.stages) > cap) return std::nullopt;
-    info.stages = tuning.stages;
-  } else {
-    int64_t best_in_flight = 0;
-    for (int stages = 2; stages <= 4 && smem_of(stages) <= cap; ++stages) {
-      const int64_t in_flight =
-          int64_t{ctas_per_sm(reinterpret_cast<const void*>(geo.kernel), device, geo.threads, smem_of(stages))} *
-          (stages - 1) * geo.weight_stage_bytes;
-      if (in_flight > best_in_flight) {
-        best_in_flight = in_flight;
-        info.stages = stages;
-      }
-    }
-    if (info.stages == 0) return std::nullopt;  // not even two buffers within the cap
-  }
+  const auto smem_of = [&](int stages) {
+    return smallm_run_smem_bytes(geo.rows, geo.stage_k, act_bytes, stages, !info.prepared);
+  };
+  // wgmma reads a stage while the next is decoded: its ring needs a buffer more (3 or more).
+  const int min_stages = info.wgmma ? 3 : 2;
+  info.stages = tuning.stages > 0 ? tuning.stages : info.wgmma ? 4 : 2;
+  while (tuning.stages == 0 && info.stages > min_stages && smem_of(info.stages) > cap) --info.stages;
+  if (info.stages < min_stages || info.stages > kMaxRunStages || smem_of(info.stages) > cap) return std::nullopt;
   info.smem_bytes = smem_of(info.stages);
   info.ctas_per_sm = ctas_per_sm(reinterpret_cast<const void*>(geo.kernel), device, geo.threads, info.smem_bytes);
 
   const int64_t units = (k + geo.stage_k - 1) / geo.stage_k;  // K in whole stages (the last may be short)
   const int64_t row_blocks = (n + geo.rows - 1) / geo.rows;
   const int64_t slots = int64_t{sm_count_of(device)} * info.ctas_per_sm;
-  const int64_t best_splits = choose_splits(m, n, k, units, row_blocks, slots, true, tuning);
+  const double cta_bytes = 1.5 * static_cast<double>(smallm_weight_stage_bytes(geo.rows, geo.stage_k));
+  const int64_t best_splits = choose_splits(m, n, k, units, row_blocks, slots, true, cta_bytes, tuning);
   const int64_t per = (units + best_splits - 1) / best_splits;
   info.splits = static_cast<int>((units + per - 1) / per);
   info.k_slice = per * geo.stage_k;
@@ -1315,70 +1476,85 @@ void launch_sm80_gemm_smallm(int64_t m, int64_t n, int64_t k, const GemmOperandP
 
   DeviceGuard guard(device);
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const std::optional<Plan> bulk_plan = make_bulk_plan(m, n, k, b, config, device, tuning);
-  const Plan plan = bulk_plan ? *bulk_plan : make_plan(m, n, k, b, config, device, tuning);
+  const std::optional<Plan> run_plan = make_run_plan(m, n, k, a, b, config, device, tuning);
+  const Plan plan = run_plan ? *run_plan : make_plan(m, n, k, b, config, device, tuning);
   if (tuning.plan) *tuning.plan = plan.info;
   int cc_major = 0;
   FP4KIT_CUDA_CHECK(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, device), "small-M GEMM");
   const bool pdl = cc_major >= 9;
   const int m_pad = 8 * plan.info.m_tiles;
 
-  // One stream-ordered allocation: the prepared activations, then the partial sums.
-  const int64_t act_bytes = (plan.k_pad / 8) * m_pad * 16;
+  // One stream-ordered allocation (none when A is decoded in the stream and one split writes D):
+  // the prepared activations, then the partial sums.
+  const bool prepare = !plan.info.run || plan.info.prepared;
+  const int64_t act_bytes = prepare ? (plan.k_pad / 8) * m_pad * 16 : 0;
   const int64_t partial_bytes = plan.info.fused_epilogue ? 0 : int64_t{plan.info.splits} * m * n * 4;
   unsigned char* buffer = nullptr;
-  FP4KIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&buffer), static_cast<size_t>(act_bytes + partial_bytes), s),
-                    detail::cat("gemm (small-M kernel): workspace for M=", m, " N=", n, " K=", k));
+  if (act_bytes + partial_bytes > 0) {
+    FP4KIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&buffer), static_cast<size_t>(act_bytes + partial_bytes), s),
+                      detail::cat("gemm (small-M kernel): workspace for M=", m, " N=", n, " K=", k));
+  }
   auto* act = reinterpret_cast<uint32_t*>(buffer);
   auto* partials = reinterpret_cast<float*>(buffer + act_bytes);  // act_bytes is a multiple of 256
 
-  PrepareArgs pa{a, static_cast<int>(m), static_cast<int>(k), m_pad, static_cast<int>(plan.k_pad / kChunkK), act};
-  const int64_t prepare_warps = int64_t{pa.chunks} * (m_pad / 8);
-  const unsigned prepare_grid = static_cast<unsigned>((prepare_warps * 32 + kPrepareThreads - 1) / kPrepareThreads);
-  smallm_prepare_kernel<<<prepare_grid, kPrepareThreads, 0, s>>>(pa);
-  FP4KIT_CUDA_CHECK(cudaGetLastError(), detail::cat("gemm (small-M kernel): prepare kernel [", m, ", ", k, "]"));
+  if (prepare) {
+    PrepareArgs pa{a, static_cast<int>(m), static_cast<int>(k), m_pad, static_cast<int>(plan.k_pad / kChunkK), act};
+    const int64_t prepare_warps = int64_t{pa.chunks} * (m_pad / 8);
+    const unsigned prepare_grid = static_cast<unsigned>((prepare_warps * 32 + kPrepareThreads - 1) / kPrepareThreads);
+    smallm_prepare_kernel<<<prepare_grid, kPrepareThreads, 0, s>>>(pa);
+    FP4KIT_CUDA_CHECK(cudaGetLastError(), detail::cat("gemm (small-M kernel): prepare kernel [", m, ", ", k, "]"));
+  }
 
+  // Programmatic dependent launch chains the kernels of this call (each waits for its
+  // predecessor's results with griddepcontrol.wait); the call's first kernel is an ordinary launch,
+  // so it never overlaps earlier work on the stream.
   cudaLaunchAttribute pdl_attr{};
   pdl_attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
   pdl_attr.val.programmaticStreamSerializationAllowed = 1;
-  const std::string what = detail::cat(
-      "gemm (small-M kernel): ", plan.info.bulk ? "bulk-copy" : "cp.async", " stream kernel M=", m, " N=", n, " K=", k, " (",
-      plan.info.m_tiles, " activation tiles, ", plan.info.wgmma ? "wgmma" : "mma.sync", ", ", plan.info.rows, " rows x ",
-      plan.info.k_stage, " K per stage, ", plan.info.splits, " splits of ", plan.info.k_slice, ", ", plan.info.stages,
-      " stages, ", plan.info.smem_bytes, " B shared memory)");
-  if (plan.info.bulk) {
-    BulkArgs ba{};
-    ba.b_data = b.data;
-    ba.b_scales = b.scales;
-    ba.b_data_stride = b.data_stride;
-    ba.b_scale_stride = b.scale_stride;
-    ba.act = reinterpret_cast<const ActRow*>(act);
-    ba.partials = partials;
-    ba.m = static_cast<int>(m);
-    ba.n = static_cast<int>(n);
-    ba.k = static_cast<int>(k);
-    ba.stage_count = static_cast<int>((k + plan.info.k_stage - 1) / plan.info.k_stage);
-    ba.stages_per_split = static_cast<int>(plan.info.k_slice / plan.info.k_stage);
-    ba.stages = plan.info.stages;
-    ba.fused = plan.info.fused_epilogue ? 1 : 0;
-    ba.a = a;
-    ba.amax_b = b.amax;
-    ba.e = epilogue;
-    ba.d = d;
-    ba.d_dtype = d_dtype;
-    ba.d_stride = d_stride;
-    fail_if(plan.info.fused_epilogue && d_dtype != DType::kF32 && d_dtype != DType::kF16 && d_dtype != DType::kBF16,
+  cudaLaunchConfig_t cfg{};
+  cfg.blockDim = dim3(static_cast<unsigned>(plan.info.threads));
+  cfg.dynamicSmemBytes = static_cast<size_t>(plan.info.smem_bytes);
+  cfg.stream = s;
+  cfg.attrs = &pdl_attr;
+  cfg.numAttrs = pdl && prepare ? 1 : 0;
+  const auto what = [&] {
+    return detail::cat("gemm (small-M kernel): ", plan.info.run ? "run" : "chunk", " kernel M=", m, " N=", n, " K=", k, " (",
+                       plan.info.m_tiles, " activation tiles, ", plan.info.wgmma ? "wgmma" : "mma.sync", ", ", plan.info.rows,
+                       " rows x ", plan.info.k_stage, " K per stage, ", plan.info.load_bytes, "-byte copies, ",
+                       plan.info.splits, " splits of ", plan.info.k_slice, ", ", plan.info.stages, " stages, ",
+                       plan.info.smem_bytes, " B shared memory)");
+  };
+  if (plan.info.run) {
+    fail_if(d_dtype != DType::kF32 && d_dtype != DType::kF16 && d_dtype != DType::kBF16,
             detail::cat("unexpected output dtype ", dtype_name(d_dtype)));
-    cudaLaunchConfig_t cfg{};
+    RunArgs ra{};
+    ra.b_data = b.data;
+    ra.b_scales = b.scales;
+    ra.b_data_stride = b.data_stride;
+    ra.b_scale_stride = b.scale_stride;
+    ra.a = a;
+    ra.act = reinterpret_cast<const ActRow*>(act);
+    ra.partials = partials;
+    ra.m = static_cast<int>(m);
+    ra.n = static_cast<int>(n);
+    ra.k = static_cast<int>(k);
+    ra.stage_count = static_cast<int>((k + plan.info.k_stage - 1) / plan.info.k_stage);
+    ra.stages_per_split = static_cast<int>(plan.info.k_slice / plan.info.k_stage);
+    ra.stages = plan.info.stages;
+    ra.stage_bytes = static_cast<int>(plan.stage_bytes);
+    // 2^8 for the weights' block values, and 2^8 more for an NVFP4 A decoded in the stream.
+    ra.acc_scale = !plan.info.prepared && a.data != nullptr ? kAccScale * kAccScale : kAccScale;
+    ra.fused = plan.info.fused_epilogue ? 1 : 0;
+    ra.amax_b = b.amax;
+    ra.e = epilogue;
+    ra.d = d;
+    ra.d_dtype = d_dtype;
+    ra.d_stride = d_stride;
     cfg.gridDim = dim3(static_cast<unsigned>((n + plan.info.rows - 1) / plan.info.rows), static_cast<unsigned>(plan.info.splits));
-    cfg.blockDim = dim3(static_cast<unsigned>(plan.info.threads));
-    cfg.dynamicSmemBytes = static_cast<size_t>(plan.info.smem_bytes);
-    cfg.stream = s;
-    cfg.attrs = &pdl_attr;
-    cfg.numAttrs = pdl ? 1 : 0;
-    FP4KIT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, plan.bulk_kernel, ba), what);
+    const cudaError_t launched = cudaLaunchKernelEx(&cfg, plan.run_kernel, ra);
+    if (launched != cudaSuccess) FP4KIT_CUDA_CHECK(launched, what());
     if (plan.info.fused_epilogue) {
-      FP4KIT_CUDA_CHECK(cudaFreeAsync(buffer, s), "gemm (small-M kernel): workspace");
+      if (buffer != nullptr) FP4KIT_CUDA_CHECK(cudaFreeAsync(buffer, s), "gemm (small-M kernel): workspace");
       return;
     }
   } else {
@@ -1396,14 +1572,9 @@ void launch_sm80_gemm_smallm(int64_t m, int64_t n, int64_t k, const GemmOperandP
     sa.stages = plan.info.stages;
     sa.data_copy16 = plan.info.load_bytes == 16 ? 1 : 0;
     sa.scale_copy8 = (reinterpret_cast<uintptr_t>(b.scales) % 8 == 0 && b.scale_stride % 8 == 0) ? 1 : 0;
-    cudaLaunchConfig_t cfg{};
     cfg.gridDim = dim3(static_cast<unsigned>((n + kRowsPerCta - 1) / kRowsPerCta), static_cast<unsigned>(plan.info.splits));
-    cfg.blockDim = dim3(static_cast<unsigned>(plan.info.threads));
-    cfg.dynamicSmemBytes = static_cast<size_t>(plan.info.smem_bytes);
-    cfg.stream = s;
-    cfg.attrs = &pdl_attr;
-    cfg.numAttrs = pdl ? 1 : 0;
-    FP4KIT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, plan.kernel, sa), what);
+    const cudaError_t launched = cudaLaunchKernelEx(&cfg, plan.kernel, sa);
+    if (launched != cudaSuccess) FP4KIT_CUDA_CHECK(launched, what());
   }
   switch (d_dtype) {
     case DType::kF32:
