@@ -54,6 +54,7 @@
 #include "core/check.hpp"
 #include "cuda/common/cuda_check.hpp"
 #include "cuda/common/float_convert.cuh"
+#include "cuda/gemm/e2m1_bf16.cuh"
 #include "cuda/gemm/epilogue.cuh"
 #include "cuda/gemm/launch.hpp"
 #include "fp4kit/formats.hpp"
@@ -119,32 +120,6 @@ static_assert(sizeof(ActRow) * 8 * (kChunkK / 8) == Shape<1, false>::kActBytes, 
 // Device helpers
 // ---------------------------------------------------------------------------------------------
 
-__device__ __forceinline__ uint32_t bf16x2_mul(uint32_t a, uint32_t b) {
-  __nv_bfloat162 x, y;
-  memcpy(&x, &a, 4);
-  memcpy(&y, &b, 4);
-  const __nv_bfloat162 r = __hmul2(x, y);
-  uint32_t out;
-  memcpy(&out, &r, 4);
-  return out;
-}
-
-// Nibbles I and I+4 of q (E2M1 codes) as a BF16 pair of value * 2^-126: the sign to bit 15 (31),
-// the three magnitude bits to bits 6..8 (22..24), i.e. the two exponent bits to the exponent's
-// lowest two bits and the mantissa bit to the top mantissa bit. Code 1 (0.5) is the subnormal
-// 2^-127; every value is exact.
-template <int I>
-__device__ __forceinline__ uint32_t e2m1_pair_raw(uint32_t q) {
-  const uint32_t sign = q << (12 - 4 * I);
-  uint32_t mag;
-  if constexpr (6 - 4 * I >= 0) {
-    mag = q << (6 - 4 * I);
-  } else {
-    mag = q >> (4 * I - 6);
-  }
-  return (sign & 0x80008000u) | (mag & 0x01C001C0u);
-}
-
 // BF16 2^119, twice: two multiplies carry E4M3 * 2^-120 (the byte's bits in BF16 position) to
 // E4M3 * 2^118, which stays below 2^127 (448 * 2^118).
 constexpr uint32_t kBf16x2TwoPow119 = 0x7B007B00u;
@@ -156,8 +131,8 @@ __device__ __forceinline__ uint32_t e4m3x2_scaled(uint32_t s) {
   const uint32_t mag = y & 0x007F007Fu;
   // (mag << 4) as BF16 is |scale| * 2^-120: exponent bits 3..6 land on the BF16 exponent's low
   // bits, the mantissa on its top three bits; E4M3 subnormals become BF16 subnormals.
-  uint32_t v = bf16x2_mul(mag << 4, kBf16x2TwoPow119);
-  v = bf16x2_mul(v, kBf16x2TwoPow119);
+  uint32_t v = mul_bf16x2(mag << 4, kBf16x2TwoPow119);
+  v = mul_bf16x2(v, kBf16x2TwoPow119);
   v |= (y & 0x00800080u) << 8;                                      // the sign
   const uint32_t is_nan = ((mag + 0x00010001u) & 0x00800080u) >> 7;  // 1 in a half whose byte is 0x7F
   return v | is_nan * 0x7FC0u;
@@ -532,10 +507,10 @@ __device__ __forceinline__ void weight_fragment(uint32_t (&a)[4], const WeightRe
                                                 int rt) {
   const uint32_t w0 = word_of<J / 2>(f.q[rt][0]), w1 = word_of<J / 2>(f.q[rt][1]);
   constexpr int kLo = 2 * (J % 2);
-  a[0] = bf16x2_mul(e2m1_pair_raw<kLo>(w0), scale[0][J / 4]);
-  a[1] = bf16x2_mul(e2m1_pair_raw<kLo>(w1), scale[1][J / 4]);
-  a[2] = bf16x2_mul(e2m1_pair_raw<kLo + 1>(w0), scale[0][J / 4]);
-  a[3] = bf16x2_mul(e2m1_pair_raw<kLo + 1>(w1), scale[1][J / 4]);
+  a[0] = mul_bf16x2(e2m1_pair<kLo>(w0), scale[0][J / 4]);
+  a[1] = mul_bf16x2(e2m1_pair<kLo>(w1), scale[1][J / 4]);
+  a[2] = mul_bf16x2(e2m1_pair<kLo + 1>(w0), scale[0][J / 4]);
+  a[3] = mul_bf16x2(e2m1_pair<kLo + 1>(w1), scale[1][J / 4]);
 }
 
 // The two block scales of each half of a row tile, each as a BF16 pair (both halves equal).
@@ -806,7 +781,7 @@ struct RunArgs {
 };
 
 // M <= 16 decodes by table: a byte of codes (elements 2j, 2j+1) is one shared-memory load of its
-// BF16 pair (e2m1 * 2^-126 each, the bits e2m1_pair_raw makes), replicated per lane (entry e of
+// BF16 pair (e2m1 * 2^-126 each, the bits e2m1_pair makes), replicated per lane (entry e of
 // lane l at word 32 e + l: conflict-free), then one BF16x2 multiply by the block scale, itself a
 // table entry (scale * 2^118 in both halves, e4m3x2_scaled's bits). Two instructions per pair where
 // the shifts and masks take four, and one of them off the integer pipe. The pairs are then adjacent
@@ -850,10 +825,10 @@ __device__ __forceinline__ void weight_fragment_table(uint32_t (&a)[4], const We
                                                       int rt, uint32_t lane_table) {
   const uint32_t w0 = word_of<J / 2>(f.q[rt][0]), w1 = word_of<J / 2>(f.q[rt][1]);
   constexpr int kB = 2 * (J % 2);
-  a[0] = bf16x2_mul(table_pair<kB>(w0, lane_table), scale[0][J / 4]);
-  a[1] = bf16x2_mul(table_pair<kB>(w1, lane_table), scale[1][J / 4]);
-  a[2] = bf16x2_mul(table_pair<kB + 1>(w0, lane_table), scale[0][J / 4]);
-  a[3] = bf16x2_mul(table_pair<kB + 1>(w1, lane_table), scale[1][J / 4]);
+  a[0] = mul_bf16x2(table_pair<kB>(w0, lane_table), scale[0][J / 4]);
+  a[1] = mul_bf16x2(table_pair<kB>(w1, lane_table), scale[1][J / 4]);
+  a[2] = mul_bf16x2(table_pair<kB + 1>(w0, lane_table), scale[0][J / 4]);
+  a[3] = mul_bf16x2(table_pair<kB + 1>(w1, lane_table), scale[1][J / 4]);
 }
 
 // The activation pairs of lane (g, t) for one chunk from activation row `row` of a stage's A rows:
@@ -891,10 +866,10 @@ __device__ __forceinline__ void act_pairs(uint32_t (&b)[8][2], const RunArgs& p,
   const uint32_t words[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
   for (int w = 0; w < 4; ++w) {
-    b[2 * w][0] = bf16x2_mul(table_pair<0>(words[w], lane_table), sc[w / 2]);
-    b[2 * w][1] = bf16x2_mul(table_pair<1>(words[w], lane_table), sc[w / 2]);
-    b[2 * w + 1][0] = bf16x2_mul(table_pair<2>(words[w], lane_table), sc[w / 2]);
-    b[2 * w + 1][1] = bf16x2_mul(table_pair<3>(words[w], lane_table), sc[w / 2]);
+    b[2 * w][0] = mul_bf16x2(table_pair<0>(words[w], lane_table), sc[w / 2]);
+    b[2 * w][1] = mul_bf16x2(table_pair<1>(words[w], lane_table), sc[w / 2]);
+    b[2 * w + 1][0] = mul_bf16x2(table_pair<2>(words[w], lane_table), sc[w / 2]);
+    b[2 * w + 1][1] = mul_bf16x2(table_pair<3>(words[w], lane_table), sc[w / 2]);
   }
 }
 

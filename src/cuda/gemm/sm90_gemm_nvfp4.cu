@@ -26,6 +26,7 @@
 #include "core/check.hpp"
 #include "cuda/common/cuda_check.hpp"
 #include "cuda/common/float_convert.cuh"
+#include "cuda/gemm/e2m1_bf16.cuh"
 #include "cuda/gemm/epilogue.cuh"
 #include "cuda/gemm/launch.hpp"
 #include "cuda/gemm/sm90_gemm_config.hpp"
@@ -133,37 +134,6 @@ __device__ __forceinline__ void pin(uint32_t (&v)[4][4]) {
 __device__ __forceinline__ uint64_t smem_desc_sw128(const void* tile) {
   return (static_cast<uint64_t>(smem_u32(tile) >> 4) & 0x3FFFu) | (uint64_t{1} << 16) | (uint64_t{1024 >> 4} << 32) |
          (uint64_t{1} << 62);
-}
-
-// Elements j and j + 4 of the 8 E2M1 codes in w (code i in bits [4i, 4i+4)) as a BF16 pair whose
-// value is e2m1 * 2^-126: the code's exponent and mantissa bits (e1 e0 m) land on BF16 bits 8..6,
-// which is exactly that value for every code, the subnormal 0.5 included; its sign lands on bit 15.
-// With the two codes isolated in x at bits [4j', 4j'+4) of each half (j' in {0, 1}), one multiply
-// adds two shifted copies of x that cannot overlap or carry: x << (6 - 4j') puts the magnitude on
-// bits 6..8 and x << (12 - 4j') puts the sign on bit 15 (and 22..24, 31 for the upper half); one
-// mask keeps exactly those bits. Codes 2, 3, 6, 7 take the word shifted down by 8 (shared).
-// Three operations per two elements, one of them on the FMA pipe.
-constexpr uint32_t kPairBits = 0x81C081C0u;
-__device__ __forceinline__ uint32_t e2m1_pair_lo(uint32_t w) { return ((w & 0x000F000Fu) * 0x1040u) & kPairBits; }
-__device__ __forceinline__ uint32_t e2m1_pair_hi(uint32_t w) { return ((w & 0x00F000F0u) * 0x0104u) & kPairBits; }
-
-// The 4 pair words of a code word: pairs (0,4), (1,5), (2,6), (3,7) of its 8 elements.
-struct Pairs4 {
-  uint32_t p[4];
-};
-__device__ __forceinline__ Pairs4 e2m1_pairs(uint32_t w) {
-  const uint32_t w8 = w >> 8;
-  return {{e2m1_pair_lo(w), e2m1_pair_hi(w), e2m1_pair_lo(w8), e2m1_pair_hi(w8)}};
-}
-
-__device__ __forceinline__ uint32_t mul_bf16x2(uint32_t a, uint32_t b) {
-  __nv_bfloat162 x, y;
-  memcpy(&x, &a, 4);
-  memcpy(&y, &b, 4);
-  const __nv_bfloat162 r = __hmul2(x, y);
-  uint32_t out;
-  memcpy(&out, &r, 4);
-  return out;
 }
 
 // The E4M3 scale as a BF16 pair of scale * 2^119 (the shared table's entry): times e2m1 * 2^-126

@@ -1,0 +1,47 @@
+// src/cuda/gemm/e2m1_bf16.cuh: E2M1 codes to exact BF16 on chip, for the GEMM kernels that emulate
+// FP4 on BF16 tensor cores (sm90_gemm_nvfp4, sm80_gemm_smallm). Device code only.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+#include <cstring>
+
+namespace fp4kit::cuda {
+
+// a * b on BF16 pairs, round to nearest even (exact wherever the kernels use it).
+__device__ __forceinline__ uint32_t mul_bf16x2(uint32_t a, uint32_t b) {
+  __nv_bfloat162 x, y;
+  memcpy(&x, &a, 4);
+  memcpy(&y, &b, 4);
+  const __nv_bfloat162 r = __hmul2(x, y);
+  uint32_t out;
+  memcpy(&out, &r, 4);
+  return out;
+}
+
+// Codes J and J + 4 of the 8 E2M1 codes in w (code i in bits [4i, 4i+4)) as a BF16 pair whose
+// value is e2m1 * 2^-126: the code's exponent and mantissa bits (e1 e0 m) land on BF16 bits 8..6,
+// which is exactly that value for every code, the subnormal 0.5 included; its sign lands on bit 15
+// (bits 22..24 and 31 for the upper half). With the two codes isolated at bits [4j, 4j+4) of each
+// half (j in {0, 1}), one multiply adds two shifted copies that cannot overlap or carry: x << (6 -
+// 4j) puts the magnitude on bits 6..8 and x << (12 - 4j) the sign on bit 15; one mask keeps exactly
+// those bits. Codes 2, 3, 6, 7 take the word shifted down by 8. Three operations per two elements
+// (one of them on the FMA pipe), the shift shared.
+template <int J>
+__device__ __forceinline__ uint32_t e2m1_pair(uint32_t w) {
+  static_assert(J >= 0 && J < 4, "pairs (0,4), (1,5), (2,6), (3,7)");
+  constexpr uint32_t kPairBits = 0x81C081C0u;
+  const uint32_t x = J < 2 ? w : w >> 8;
+  return J % 2 == 0 ? ((x & 0x000F000Fu) * 0x1040u) & kPairBits : ((x & 0x00F000F0u) * 0x0104u) & kPairBits;
+}
+
+// The 4 pair words of a code word: pairs (0,4), (1,5), (2,6), (3,7) of its 8 elements.
+struct Pairs4 {
+  uint32_t p[4];
+};
+__device__ __forceinline__ Pairs4 e2m1_pairs(uint32_t w) {
+  return {{e2m1_pair<0>(w), e2m1_pair<1>(w), e2m1_pair<2>(w), e2m1_pair<3>(w)}};
+}
+
+}  // namespace fp4kit::cuda
