@@ -1,13 +1,16 @@
 // tests/cuda/cuda_test_util.hpp: the CUDA plumbing the GPU tests share: checked calls, the skip
-// reason without a GPU, owning device buffers and streams, host matrices uploaded.
+// reason without a GPU, owning device buffers and streams, host matrices uploaded, and the base
+// fixture (device 0 and a stream).
 #pragma once
 
 #include <cuda_runtime.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "fp4kit/tensor.hpp"
 #include "test_util.hpp"
@@ -59,5 +62,32 @@ inline GpuMatrix upload(const HostMatrix& x) {
   g.view = TensorView::matrix(g.mem.get(), x.dtype, x.rows, x.cols, kGpu);
   return g;
 }
+
+// The fixture every GPU test derives from: skipped, with the reason, where no GPU is present;
+// else device 0 and a stream of its own. A derived SetUp calls this one first and returns when
+// IsSkipped().
+class GpuFixture : public testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string why = no_gpu_reason();
+    if (!why.empty()) GTEST_SKIP() << why;
+    FP4KIT_CUDA_OK(cudaSetDevice(0));
+    cudaStream_t s = nullptr;
+    FP4KIT_CUDA_OK(cudaStreamCreate(&s));
+    stream_.reset(s);
+  }
+  cudaStream_t stream() const { return stream_.get(); }
+  void sync() const {
+    FP4KIT_CUDA_OK(cudaStreamSynchronize(stream()));
+    FP4KIT_CUDA_OK(cudaGetLastError());
+  }
+  std::vector<uint8_t> download(const void* p, size_t bytes) const {
+    std::vector<uint8_t> out(bytes);
+    FP4KIT_CUDA_OK(cudaMemcpy(out.data(), p, bytes, cudaMemcpyDeviceToHost));
+    return out;
+  }
+
+  StreamPtr stream_;
+};
 
 }  // namespace fp4kit::test

@@ -58,7 +58,6 @@ using test::DevicePtr;
 using test::GpuMatrix;
 using test::kGpu;
 using test::no_gpu_reason;
-using test::StreamPtr;
 using test::upload;
 
 constexpr uint8_t kPoison = 0xFF;       // NaN in every output dtype: an unwritten element cannot pass
@@ -505,15 +504,11 @@ Problem gemm_problem(const GemmCase& c, DType out) {
   return p;
 }
 
-class GpuGemm : public testing::Test {
+class GpuGemm : public test::GpuFixture {
  protected:
   void SetUp() override {
-    const std::string why = no_gpu_reason();
-    if (!why.empty()) GTEST_SKIP() << why;
-    FP4KIT_CUDA_OK(cudaSetDevice(0));
-    cudaStream_t s = nullptr;
-    FP4KIT_CUDA_OK(cudaStreamCreate(&s));
-    stream_.reset(s);
+    GpuFixture::SetUp();
+    if (IsSkipped()) return;
     // Not from_env: the budgets are exactly the ones under test.
     no_cap_ = std::make_unique<Context>(DispatchSettings{}, Registry::builtin());
     DispatchSettings small;
@@ -549,17 +544,7 @@ class GpuGemm : public testing::Test {
     return v && d.compute_capability() == 90 && !v->compiled_archs.empty();
   }
 
-  cudaStream_t stream() const { return stream_.get(); }
   Target target(Context* ctx) const { return Target::cuda(0, stream_.get(), ctx); }
-  void sync() const {
-    FP4KIT_CUDA_OK(cudaStreamSynchronize(stream()));
-    FP4KIT_CUDA_OK(cudaGetLastError());
-  }
-  std::vector<uint8_t> download(const void* p, size_t bytes) const {
-    std::vector<uint8_t> out(bytes);
-    FP4KIT_CUDA_OK(cudaMemcpy(out.data(), p, bytes, cudaMemcpyDeviceToHost));
-    return out;
-  }
 
   // The variant `ctx` selects for `problem` on the GPU ("" and a failure when none is feasible).
   std::string selected(Context& ctx, const Problem& problem) {
@@ -696,7 +681,6 @@ class GpuGemm : public testing::Test {
     std::cout << "\n" << std::defaultfloat;
   }
 
-  StreamPtr stream_;
   std::unique_ptr<Context> no_cap_, small_budget_;
   std::vector<std::pair<std::string, std::unique_ptr<Context>>> backends_;  // one forcing context per CUDA GEMM variant
   std::map<std::string, int> runs_;                                          // cases (and dtypes) each backend ran

@@ -51,7 +51,6 @@ using test::GpuMatrix;
 using test::HostMatrix;
 using test::kGpu;
 using test::no_gpu_reason;
-using test::StreamPtr;
 using test::upload;
 
 constexpr const char* kVariant = "sm80_gemm_smallm";
@@ -370,15 +369,11 @@ Problem gemm_problem(const SmallCase& c, DType out) {
 // The fixture
 // ---------------------------------------------------------------------------------------------
 
-class GpuGemmSmallM : public testing::Test {
+class GpuGemmSmallM : public test::GpuFixture {
  protected:
   void SetUp() override {
-    const std::string why = no_gpu_reason();
-    if (!why.empty()) GTEST_SKIP() << why;
-    FP4KIT_CUDA_OK(cudaSetDevice(0));
-    cudaStream_t s = nullptr;
-    FP4KIT_CUDA_OK(cudaStreamCreate(&s));
-    stream_.reset(s);
+    GpuFixture::SetUp();
+    if (IsSkipped()) return;
     DispatchSettings mine, portable;
     mine.force_kernel = kVariant;
     portable.force_kernel = kPortable;
@@ -388,15 +383,6 @@ class GpuGemmSmallM : public testing::Test {
   }
 
   Target target(Context* ctx) const { return Target::cuda(0, stream_.get(), ctx); }
-  void sync() const {
-    FP4KIT_CUDA_OK(cudaStreamSynchronize(stream_.get()));
-    FP4KIT_CUDA_OK(cudaGetLastError());
-  }
-  std::vector<uint8_t> download(const void* p, size_t bytes) const {
-    std::vector<uint8_t> out(bytes);
-    FP4KIT_CUDA_OK(cudaMemcpy(out.data(), p, bytes, cudaMemcpyDeviceToHost));
-    return out;
-  }
 
   // D [M, N] in `out` after one fp4kit::gemm call under `ctx` into memory poisoned with `poison`.
   std::vector<uint8_t> run(const DeviceOperand& a, const DeviceOperand& b, DType out, int64_t m, int64_t n,
@@ -540,7 +526,6 @@ class GpuGemmSmallM : public testing::Test {
               << host_seconds << " s\n" << std::defaultfloat;
   }
 
-  StreamPtr stream_;
   std::unique_ptr<Context> mine_, portable_, default_;
 };
 

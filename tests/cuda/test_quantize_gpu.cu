@@ -53,7 +53,6 @@ using test::DevicePtr;
 using test::GpuMatrix;
 using test::kGpu;
 using test::no_gpu_reason;
-using test::StreamPtr;
 using test::upload;
 
 constexpr uint8_t kPoison = 0xA5;
@@ -658,15 +657,11 @@ bool guarded(const std::string& label, F&& check) {
   }
 }
 
-class GpuTest : public testing::Test {
+class GpuTest : public test::GpuFixture {
  protected:
   void SetUp() override {
-    const std::string why = no_gpu_reason();
-    if (!why.empty()) GTEST_SKIP() << why;
-    FP4KIT_CUDA_OK(cudaSetDevice(0));
-    cudaStream_t s = nullptr;
-    FP4KIT_CUDA_OK(cudaStreamCreate(&s));
-    stream_.reset(s);
+    GpuFixture::SetUp();
+    if (IsSkipped()) return;
     for (const Budget& b : kBudgets) {
       DispatchSettings settings;  // not from_env: the caps are exactly the ones under test
       settings.smem_budget = b.cap;
@@ -674,12 +669,7 @@ class GpuTest : public testing::Test {
     }
   }
 
-  cudaStream_t stream() const { return stream_.get(); }
   Target target(size_t budget) const { return Target::cuda(0, stream_.get(), contexts_[budget].get()); }
-  void sync() const {
-    FP4KIT_CUDA_OK(cudaStreamSynchronize(stream()));
-    FP4KIT_CUDA_OK(cudaGetLastError());
-  }
   void poison(void* p, size_t bytes) const {
     if (bytes > 0) FP4KIT_CUDA_OK(cudaMemsetAsync(p, kPoison, bytes, stream()));
   }
@@ -918,7 +908,6 @@ class GpuTest : public testing::Test {
     run_quantize_batch(cases, (std::to_string(R) + "x" + std::to_string(C) + " mixed").c_str());
   }
 
-  StreamPtr stream_;
   std::vector<std::unique_ptr<Context>> contexts_;
 };
 
