@@ -986,49 +986,5 @@ TEST_F(GpuGemm, UnservedOrInvalidRequestsGiveClearErrors) {
   }
 }
 
-// Not a check: the time of each serving backend on 8192^3 W4A4 (operands quantized on the GPU from
-// random bf16), for quick kernel iterations on a GPU machine. `fp4kit bench gemm` is the benchmark.
-// Run with --gtest_also_run_disabled_tests --gtest_filter=GpuGemm.DISABLED_TimeBackends.
-TEST_F(GpuGemm, DISABLED_TimeBackends) {
-  for (const int64_t size : {int64_t{4096}, int64_t{8192}}) {
-    const int64_t M = size, N = size, K = size;
-    const auto random_bf16 = [&](int64_t rows, int64_t cols, uint64_t seed) {
-      const std::vector<float> v = test::normals(rows * cols, seed);
-      return upload(HostMatrix(rows, cols, v, DType::kBF16));
-    };
-    const GpuMatrix x = random_bf16(M, K, 1), w = random_bf16(N, K, 2);
-    const Nvfp4Tensor qa = quantize(x.view, QuantParams{}, target(no_cap_.get()));
-    const Nvfp4Tensor qb = quantize(w.view, QuantParams{}, target(no_cap_.get()));
-    const DevicePtr d = device_alloc(static_cast<size_t>(M * N) * 2);
-    const TensorView dv = TensorView::matrix(d.get(), DType::kBF16, M, N, kGpu);
-    Problem problem;
-    problem.op = OpKind::kGemm;
-    problem.rows = M;
-    problem.cols = N;
-    problem.k = K;
-    problem.in_dtype = DType::kU8;
-    problem.out_dtype = DType::kBF16;
-    for (const auto& [name, ctx] : serving(problem)) {
-      const auto call = [&] { gemm(GemmOperand::quantized(qa), GemmOperand::quantized(qb), dv, {}, target(ctx)); };
-      for (int i = 0; i < 3; ++i) call();
-      cudaEvent_t e0, e1;
-      FP4KIT_CUDA_OK(cudaEventCreate(&e0));
-      FP4KIT_CUDA_OK(cudaEventCreate(&e1));
-      constexpr int kIters = 10;
-      FP4KIT_CUDA_OK(cudaEventRecord(e0, stream()));
-      for (int i = 0; i < kIters; ++i) call();
-      FP4KIT_CUDA_OK(cudaEventRecord(e1, stream()));
-      sync();
-      float ms = 0;
-      FP4KIT_CUDA_OK(cudaEventElapsedTime(&ms, e0, e1));
-      const double us = 1e3 * ms / kIters;
-      std::cout << name << " " << M << "x" << N << "x" << K << ": " << us << " us, "
-                << 2.0 * M * N * K / (us * 1e-6) * 1e-12 << " TFLOP/s\n";
-      cudaEventDestroy(e0);
-      cudaEventDestroy(e1);
-    }
-  }
-}
-
 }  // namespace
 }  // namespace fp4kit
