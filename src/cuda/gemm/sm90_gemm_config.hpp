@@ -23,8 +23,8 @@ struct Sm90GemmShape {
   int tile_n;
   int stages;
 };
-// The registered configurations. Each fits a budget: 128x256_s2 the sm_90/sm_100 opt-in limit
-// (227 KB), 128x64_s2 a 101376-byte one (sm_86/89/120 parts).
+// The registered configurations. Each fits a budget: 128x256_s2 the sm_90 opt-in limit (227 KB),
+// 128x64_s2 a 101376-byte one (an FP4KIT_SMEM_BUDGET cap; the kernel itself runs only on sm_90).
 inline constexpr Sm90GemmShape kSm90GemmShapes[] = {{256, 2}, {64, 2}};
 
 // The shared memory of one CTA. Alignment: the swizzled tiles need 1024-byte boundaries.

@@ -14,7 +14,7 @@
 //
 // The K order inside each 64-wide step is permuted, identically for A and B (a dot product does not
 // care), so that one thread's A fragment is exactly one 16-element block of each of its two rows:
-// 8 code bytes and one scale per row. See e2m1_pairs() and the layout notes at dequant_a/dequant_b.
+// 8 code bytes and one scale per row. See e2m1_pairs() (e2m1_bf16.cuh) and the layout notes at dequant_a and dequant_b_task.
 #include <cuda.h>  // CUtensorMap and its enums (types only: the encoder comes through the runtime)
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
