@@ -63,6 +63,18 @@ inline GpuMatrix upload(const HostMatrix& x) {
   return g;
 }
 
+// Runs a check that returns whether it passed; an exception thrown by it is a failure naming
+// `label` (so that one broken case does not end the test).
+template <typename F>
+bool guarded(const std::string& label, F&& check) {
+  try {
+    return check();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << label << ": threw " << e.what();
+    return false;
+  }
+}
+
 // The fixture every GPU test derives from: skipped, with the reason, where no GPU is present;
 // else device 0 and a stream of its own. A derived SetUp calls this one first and returns when
 // IsSkipped().

@@ -46,6 +46,7 @@
 
 #include "gemm_bound.hpp"
 #include "cuda/cuda_test_util.hpp"
+#include "cuda/gemm_test_util.hpp"
 #include "test_util.hpp"
 
 namespace fp4kit {
@@ -59,6 +60,12 @@ using test::GpuMatrix;
 using test::kGpu;
 using test::no_gpu_reason;
 using test::upload;
+using test::bit_equal;
+using test::checked_values;
+using test::copy_to_device;
+using test::element;
+using test::guarded;
+using test::oracle_in;
 
 constexpr uint8_t kPoison = 0xFF;       // NaN in every output dtype: an unwritten element cannot pass
 constexpr uint8_t kPoisonAgain = 0x5A;  // a finite pattern for the repeated call
@@ -72,13 +79,6 @@ TensorView host_view(const HostMatrix& x) {
   return TensorView::matrix(const_cast<uint8_t*>(x.bytes.data()), x.dtype, x.rows, x.cols);
 }
 
-void copy_to_device(const TensorView& dst, const TensorView& src) {
-  if (src.nbytes() == 0) return;
-  if (!dst.is_contiguous() || !src.is_contiguous() || dst.nbytes() != src.nbytes()) {
-    throw std::runtime_error("cannot copy " + src.describe() + " into " + dst.describe());
-  }
-  FP4KIT_CUDA_OK(cudaMemcpy(dst.data, src.data, src.nbytes(), cudaMemcpyHostToDevice));
-}
 
 // A host NVFP4 tensor's bytes (every present part's data, scales, amax and swizzled scales, and the
 // non-finite counts) in a new device tensor of the same shape and params.
@@ -393,55 +393,9 @@ HostSide prepare(const GemmCase& c, uint64_t seed) {
 // Comparisons
 // ---------------------------------------------------------------------------------------------
 
-// Element i of an F32/F16/BF16 array, widened.
-float element(const std::vector<uint8_t>& bytes, DType dt, size_t i) {
-  if (dt == DType::kF32) {
-    float f;
-    std::memcpy(&f, bytes.data() + 4 * i, 4);
-    return f;
-  }
-  uint16_t h;
-  std::memcpy(&h, bytes.data() + 2 * i, 2);
-  return dt == DType::kBF16 ? bf16_to_float(h) : fp16_to_float(h);
-}
 
-// The checked rows of D [M, N] (bytes in `dt`), widened: [rows.size(), N].
-std::vector<float> checked_values(const std::vector<uint8_t>& d, DType dt, int64_t n, const std::vector<int64_t>& rows) {
-  std::vector<float> out(rows.size() * static_cast<size_t>(n));
-  for (size_t i = 0; i < rows.size(); ++i)
-    for (int64_t j = 0; j < n; ++j) out[i * static_cast<size_t>(n) + static_cast<size_t>(j)] = element(d, dt, static_cast<size_t>(rows[i] * n + j));
-  return out;
-}
 
-// The oracle in D's dtype, widened: the FP32 oracle rounded like the reference stores it.
-std::vector<float> oracle_in(const HostMatrix& oracle, DType dt) {
-  HostMatrix r(oracle.rows, oracle.cols, dt);
-  std::vector<float> out(static_cast<size_t>(oracle.rows * oracle.cols));
-  for (int64_t i = 0; i < oracle.rows; ++i) {
-    for (int64_t j = 0; j < oracle.cols; ++j) {
-      r.set(i, j, oracle.get(i, j));
-      out[static_cast<size_t>(i * oracle.cols + j)] = r.get(i, j);
-    }
-  }
-  return out;
-}
 
-// Exact equality with the oracle (any NaN matching any NaN: NUMERICS fixes only that such an output
-// is NaN, and GPU arithmetic returns the canonical NaN where x86 keeps a payload).
-testing::AssertionResult equals_oracle(const std::vector<float>& got, const std::vector<float>& want, int64_t n,
-                                       const std::vector<int64_t>& rows) {
-  int64_t bad = 0;
-  std::ostringstream first;
-  first.precision(9);
-  for (size_t i = 0; i < got.size(); ++i) {
-    const float g = got[i], w = want[i];
-    if ((std::isnan(g) && std::isnan(w)) || float_bits(g) == float_bits(w)) continue;
-    if (bad++ < 6) first << "\n    (" << rows[i / static_cast<size_t>(n)] << ", " << i % static_cast<size_t>(n) << "): got " << g << ", oracle " << w;
-  }
-  if (bad == 0) return testing::AssertionSuccess();
-  return testing::AssertionFailure() << bad << " of " << got.size() << " elements differ from the float64 oracle"
-                                     << first.str();
-}
 
 // Where the elements of D [M, N] are NaN or infinite (count, and the first few positions).
 std::string nonfinite_summary(const std::vector<uint8_t>& d, DType dt, int64_t n, int64_t* count) {
@@ -456,15 +410,6 @@ std::string nonfinite_summary(const std::vector<uint8_t>& d, DType dt, int64_t n
   return os.str();
 }
 
-template <typename F>
-bool guarded(const std::string& label, F&& check) {
-  try {
-    return check();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << label << ": threw " << e.what();
-    return false;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The fixture
@@ -611,7 +556,7 @@ class GpuGemm : public test::GpuFixture {
       const auto check_result = [&](const std::vector<uint8_t>& bytes, const std::string& name) {
         const std::vector<float> got = checked_values(bytes, out, c.n, h.rows);
         if (c.values == Values::kGrid) {
-          expect(equals_oracle(got, want, c.n, h.rows),
+          expect(bit_equal(got, want, c.n, h.rows, "float64 oracle"),
                  where + " (" + name + "): grid-valued inputs must give the oracle exactly");
         }
         check.got = got.data();

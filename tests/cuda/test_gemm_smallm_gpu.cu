@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "cuda/cuda_test_util.hpp"
+#include "cuda/gemm_test_util.hpp"
 #include "cuda/gemm/launch.hpp"
 #include "gemm_bound.hpp"
 #include "test_util.hpp"
@@ -52,6 +53,12 @@ using test::HostMatrix;
 using test::kGpu;
 using test::no_gpu_reason;
 using test::upload;
+using test::bit_equal;
+using test::checked_values;
+using test::copy_to_device;
+using test::element;
+using test::guarded;
+using test::oracle_in;
 
 constexpr const char* kVariant = "sm80_gemm_smallm";
 constexpr const char* kPortable = "gemm_dequant_cublaslt";
@@ -246,11 +253,6 @@ HostSide prepare(const SmallCase& c, uint64_t seed) {
 // Device operands and comparisons
 // ---------------------------------------------------------------------------------------------
 
-void copy_to_device(const TensorView& dst, const TensorView& src) {
-  if (src.nbytes() == 0) return;
-  if (dst.nbytes() != src.nbytes()) throw std::runtime_error("cannot copy " + src.describe() + " into " + dst.describe());
-  FP4KIT_CUDA_OK(cudaMemcpy(dst.data, src.data, src.nbytes(), cudaMemcpyHostToDevice));
-}
 
 struct DeviceOperand {
   Nvfp4Tensor q;
@@ -289,51 +291,9 @@ DeviceOperand to_device(const HostOperand& h) {
   return d;
 }
 
-float element(const std::vector<uint8_t>& bytes, DType dt, size_t i) {
-  if (dt == DType::kF32) {
-    float f;
-    std::memcpy(&f, bytes.data() + 4 * i, 4);
-    return f;
-  }
-  uint16_t h;
-  std::memcpy(&h, bytes.data() + 2 * i, 2);
-  return dt == DType::kBF16 ? bf16_to_float(h) : fp16_to_float(h);
-}
 
-std::vector<float> checked_values(const std::vector<uint8_t>& d, DType dt, int64_t n, const std::vector<int64_t>& rows) {
-  std::vector<float> out;
-  for (const int64_t r : rows)
-    for (int64_t j = 0; j < n; ++j) out.push_back(element(d, dt, static_cast<size_t>(r * n + j)));
-  return out;
-}
 
-// The oracle rounded to D's dtype, widened.
-std::vector<float> oracle_in(const HostMatrix& oracle, DType dt) {
-  HostMatrix r(oracle.rows, oracle.cols, dt);
-  std::vector<float> out;
-  for (int64_t i = 0; i < oracle.rows; ++i) {
-    for (int64_t j = 0; j < oracle.cols; ++j) {
-      r.set(i, j, oracle.get(i, j));
-      out.push_back(r.get(i, j));
-    }
-  }
-  return out;
-}
 
-// Bit equality (any NaN matching any NaN: the contract fixes only that such an output is NaN).
-testing::AssertionResult bit_equal(const std::vector<float>& got, const std::vector<float>& want, int64_t n,
-                                   const std::vector<int64_t>& rows, const char* what) {
-  int64_t bad = 0;
-  std::ostringstream first;
-  first.precision(9);
-  for (size_t i = 0; i < got.size(); ++i) {
-    const float g = got[i], w = want[i];
-    if ((std::isnan(g) && std::isnan(w)) || float_bits(g) == float_bits(w)) continue;
-    if (bad++ < 6) first << "\n    (" << rows[i / static_cast<size_t>(n)] << ", " << i % static_cast<size_t>(n) << "): got " << g << ", " << what << " " << w;
-  }
-  if (bad == 0) return testing::AssertionSuccess();
-  return testing::AssertionFailure() << bad << " of " << got.size() << " elements differ from the " << what << first.str();
-}
 
 int64_t nonfinite_count(const std::vector<uint8_t>& d, DType dt) {
   int64_t count = 0;
@@ -341,15 +301,6 @@ int64_t nonfinite_count(const std::vector<uint8_t>& d, DType dt) {
   return count;
 }
 
-template <typename F>
-bool guarded(const std::string& label, F&& check) {
-  try {
-    return check();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << label << ": threw " << e.what();
-    return false;
-  }
-}
 
 Problem gemm_problem(const SmallCase& c, DType out) {
   Problem p;

@@ -54,6 +54,7 @@ using test::GpuMatrix;
 using test::kGpu;
 using test::no_gpu_reason;
 using test::upload;
+using test::guarded;
 
 constexpr uint8_t kPoison = 0xA5;
 constexpr uint64_t kSrSeed = 0x0123456789ABCDEFull;
@@ -647,15 +648,6 @@ constexpr int kMaxFailingCases = 8;
 
 // Runs one case; an exception (a mode no kernel serves, a CUDA error) fails that case with its
 // message and lets the next case run.
-template <typename F>
-bool guarded(const std::string& label, F&& check) {
-  try {
-    return check();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << label << ": threw " << e.what();
-    return false;
-  }
-}
 
 class GpuTest : public test::GpuFixture {
  protected:
