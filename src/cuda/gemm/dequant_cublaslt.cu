@@ -7,7 +7,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <algorithm>
 
 #include "core/check.hpp"
 #include "cuda/common/cuda_check.hpp"
@@ -20,7 +19,7 @@ namespace fp4kit::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = kLtHelperThreads;
 // cuBLASLt's workspace: what its heuristics ask for on sm_90 with headroom (its documentation
 // recommends 32 MiB for Hopper).
 constexpr int64_t kLtWorkspaceBytes = int64_t{32} << 20;
@@ -83,13 +82,10 @@ void lt_matmul(int device, int64_t m, int64_t n, int64_t k, const __nv_bfloat16*
            "cublasLtMatmul");
 }
 
-unsigned grid_for(int64_t work) {
-  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((work + kThreads - 1) / kThreads, int64_t{1} << 20)));
-}
 
 void expand(const GemmOperandPointers& p, int64_t rows, int64_t k, __nv_bfloat16* out, cudaStream_t s) {
   const int64_t blocks = k / 16;
-  block_values_kernel<<<grid_for(rows * blocks), kThreads, 0, s>>>(p, rows, blocks, out, k);
+  block_values_kernel<<<lt_helper_grid(rows * blocks), kThreads, 0, s>>>(p, rows, blocks, out, k);
   FP4KIT_CUDA_CHECK(cudaGetLastError(), detail::cat("gemm: block values kernel [", rows, ", ", k, "]"));
 }
 

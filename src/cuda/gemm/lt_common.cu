@@ -4,7 +4,6 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include <algorithm>
 #include <map>
 #include <mutex>
 
@@ -17,7 +16,7 @@ namespace fp4kit::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = kLtHelperThreads;
 
 template <typename OutT>
 __global__ void __launch_bounds__(kThreads) epilogue_kernel(const float* __restrict__ acc, int64_t m, int64_t n,
@@ -63,8 +62,7 @@ LtCall::~LtCall() {
 void launch_gemm_epilogue(const float* acc, int64_t m, int64_t n, const GemmOperandPointers& a,
                           const GemmOperandPointers& b, const GemmEpilogue& epilogue, void* d, DType d_dtype,
                           int64_t d_stride, cudaStream_t s) {
-  const unsigned grid =
-      static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((m * n + kThreads - 1) / kThreads, int64_t{1} << 20)));
+  const unsigned grid = lt_helper_grid(m * n);
   switch (d_dtype) {
     case DType::kF32:
       epilogue_kernel<float><<<grid, kThreads, 0, s>>>(acc, m, n, a, b, epilogue, static_cast<float*>(d), d_stride);

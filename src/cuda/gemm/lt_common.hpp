@@ -6,12 +6,20 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "cuda/gemm/launch.hpp"
 #include "fp4kit/types.hpp"
 
 namespace fp4kit::cuda {
+
+// The grid-stride helper kernels of these backends run CTAs of this many threads; the grid for
+// `work` items: one item per thread, at least 1 and at most 2^20 CTAs (the kernels stride).
+inline constexpr int kLtHelperThreads = 256;
+inline unsigned lt_helper_grid(int64_t work) {
+  return static_cast<unsigned>(std::clamp<int64_t>((work + kLtHelperThreads - 1) / kLtHelperThreads, 1, int64_t{1} << 20));
+}
 
 // Throws Error (kOutOfMemory or kCudaError) naming `what` and the call unless status is success.
 void check_lt(cublasStatus_t status, const char* what, const char* call);

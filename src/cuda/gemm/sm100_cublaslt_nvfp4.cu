@@ -20,7 +20,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <string>
 
 #include "core/check.hpp"
@@ -35,7 +34,7 @@ namespace fp4kit::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = kLtHelperThreads;
 // cuBLASLt's workspace: its documentation recommends 32 MiB on Hopper and Blackwell.
 constexpr int64_t kLtWorkspaceBytes = int64_t{32} << 20;
 constexpr const char* kWhat = "gemm (cuBLASLt NVFP4)";
@@ -82,9 +81,6 @@ void set_pref(cublasLtMatmulPreference_t pref, cublasLtMatmulPreferenceAttribute
   check_lt(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof value), name);
 }
 
-unsigned grid_for(int64_t work) {
-  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((work + kThreads - 1) / kThreads, int64_t{1} << 20)));
-}
 
 cudaDataType_t lt_type(DType d) { return d == DType::kF32 ? CUDA_R_32F : CUDA_R_16BF; }
 
@@ -210,13 +206,13 @@ void launch_gemm_sm100_cublaslt_nvfp4(int64_t m, int64_t n, int64_t k, const Gem
   check_lt(heuristic, "cublasLtMatmulAlgoGetHeuristic");
 
   if (a_swizzle_into) {
-    swizzle_scales_kernel<<<grid_for(swizzled_scale_bytes(m, a_blocks)), kThreads, 0, s>>>(a.scales, a.scale_stride, m,
-                                                                                           a_blocks, a_swizzle_into);
+    swizzle_scales_kernel<<<lt_helper_grid(swizzled_scale_bytes(m, a_blocks)), kThreads, 0, s>>>(
+        a.scales, a.scale_stride, m, a_blocks, a_swizzle_into);
     FP4KIT_CUDA_CHECK(cudaGetLastError(), detail::cat(kWhat, ": swizzle kernel for A's scales [", m, ", ", a_blocks, "]"));
   }
   if (b_swizzle_into) {
-    swizzle_scales_kernel<<<grid_for(swizzled_scale_bytes(n, b_blocks)), kThreads, 0, s>>>(b.scales, b.scale_stride, n,
-                                                                                           b_blocks, b_swizzle_into);
+    swizzle_scales_kernel<<<lt_helper_grid(swizzled_scale_bytes(n, b_blocks)), kThreads, 0, s>>>(
+        b.scales, b.scale_stride, n, b_blocks, b_swizzle_into);
     FP4KIT_CUDA_CHECK(cudaGetLastError(), detail::cat(kWhat, ": swizzle kernel for B's scales [", n, ", ", b_blocks, "]"));
   }
   alpha_kernel<<<1, 1, 0, s>>>(a, b, epilogue.alpha, direct, alpha_beta);
