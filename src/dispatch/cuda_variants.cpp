@@ -175,6 +175,38 @@ void register_cuda_variants(Registry& registry) {
   smallm.check_image = [](const DeviceInfo& d) { return cuda::smallm_image_problem(d); };
   registry.add(std::move(smallm));
 
+  // Backend 3 on Hopper: the sm_90a small-M kernel serves the same decode problems (K % 256 == 0) with
+  // the bulk tensor copy engine, wgmma and split K summed inside thread-block clusters (no second
+  // kernel); it outranks sm80_gemm_smallm, which keeps the other GPUs, K and budgets. A
+  // configuration is the ring depth at M = 64 (its shared memory is the cap; smaller activation
+  // tiles fit deeper rings within it).
+  KernelVariant smallm90 = cuda_variant("sm90_gemm_smallm", OpKind::kGemm,
+                                        "small-M (decode) GEMM for Hopper: NVFP4 weights bulk-copied and decoded in "
+                                        "registers, wgmma with the activations in shared memory, split K summed in a "
+                                        "thread-block cluster (deterministic), the contract's epilogue");
+  smallm90.min_cc = 90;
+  smallm90.max_cc = 90;
+  smallm90.compiled_archs.clear();
+  for (const std::string& arch : built_cuda_archs()) {
+    if (arch == "90a") smallm90.compiled_archs.push_back(arch);
+  }
+  smallm90.priority = 20;
+  for (const int stages : {3, 2}) {
+    smallm90.configs.push_back(KernelConfig{cat("r256_s", stages), 64, cuda::kSm90SmallMRows, cuda::kSm90SmallMStageK,
+                                            stages, cuda::kSm90SmallMThreads});
+  }
+  smallm90.smem_bytes = [](const KernelConfig& c) { return cuda::sm90_smallm_smem_bytes(c.tile_n, c.tile_m, c.stages); };
+  smallm90.check_problem = [](const Problem& p) -> std::string {
+    if (p.rows > 64) return cat("serves M <= 64 (decode); M is ", p.rows);
+    if (!p.b_nvfp4) return "streams an NVFP4 weight B; a dense B goes to the portable path";
+    if (!p.a_nvfp4 && p.in_dtype != DType::kBF16) return cat("takes an NVFP4 or a BF16 A, not ", dtype_name(p.in_dtype));
+    // The scales move as 16-byte rows per 256-element stage (the bulk copy's smallest row).
+    if (p.k % cuda::kSm90SmallMStageK != 0) return cat("needs K a multiple of ", cuda::kSm90SmallMStageK, "; K is ", p.k);
+    return {};
+  };
+  smallm90.check_image = [](const DeviceInfo& d) { return cuda::sm90_smallm_image_problem(d); };
+  registry.add(std::move(smallm90));
+
   // Backend 4: Blackwell's native block-scaled FP4 GEMM through cuBLASLt (compile-only where no
   // such GPU is at hand). It runs where the FP4 tensor cores are (sm_100 and newer) and the loaded
   // cuBLASLt has them; cuBLASLt's heuristic picks the tactic, and finding none is a clear error at

@@ -420,6 +420,11 @@ void gemm(const GemmOperand& a, const GemmOperand& b, const TensorView& d, const
                                               md.data, md.dtype, md.row_stride, gemm_epilogue_of(options, mc),
                                               target.device.index, target.stream);
   }
+  if (c.name() == "sm90_gemm_smallm") {  // B is NVFP4, K % 256 == 0 (its check_problem)
+    return cuda::launch_sm90_gemm_smallm(ia.rows, ib.rows, ia.k, gemm_pointers_of(ia, "A"), gemm_pointers_of(ib, "B"),
+                                         md.data, md.dtype, md.row_stride, gemm_epilogue_of(options, mc),
+                                         c.selection.config, target.device.index, target.stream);
+  }
   if (c.name() == "sm80_gemm_smallm") {  // B is NVFP4 (its check_problem rejects a dense B)
     return cuda::launch_sm80_gemm_smallm(ia.rows, ib.rows, ia.k, gemm_pointers_of(ia, "A"), gemm_pointers_of(ib, "B"),
                                          md.data, md.dtype, md.row_stride, gemm_epilogue_of(options, mc),

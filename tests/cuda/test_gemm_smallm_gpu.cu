@@ -1,4 +1,5 @@
-// The small-M (decode) GEMM kernel sm80_gemm_smallm (src/cuda/gemm/sm80_gemm_smallm.cu) against
+// The small-M (decode) GEMM kernels sm80_gemm_smallm (src/cuda/gemm/sm80_gemm_smallm.cu) and
+// sm90_gemm_smallm (src/cuda/gemm/sm90_gemm_smallm.cu, where it runs) against
 // the CPU reference's float64 oracle (docs/NUMERICS.md §7, tests/gemm_bound.hpp).
 //
 // Each case quantizes its operands on the CPU and copies the bytes to the GPU (so the oracle and
@@ -61,6 +62,7 @@ using test::guarded;
 using test::oracle_in;
 
 constexpr const char* kVariant = "sm80_gemm_smallm";
+constexpr const char* kSm90Variant = "sm90_gemm_smallm";
 constexpr const char* kPortable = "gemm_dequant_cublaslt";
 constexpr uint8_t kPoison = 0xFF;       // NaN in f32, bf16 and f16: an unwritten element cannot pass
 constexpr uint8_t kPoisonAgain = 0x5A;  // a finite pattern for the repeated call
@@ -316,6 +318,13 @@ Problem gemm_problem(const SmallCase& c, DType out) {
   return p;
 }
 
+// Whether the sm_90a small-M kernel runs on the context's GPU in this build.
+bool sm90_serves(Context& ctx) {
+  const DeviceInfo& d = ctx.device(kGpu);
+  const KernelVariant* v = ctx.registry().find(kSm90Variant);
+  return v != nullptr && d.compute_capability() == 90 && !v->compiled_archs.empty();
+}
+
 // ---------------------------------------------------------------------------------------------
 // The fixture
 // ---------------------------------------------------------------------------------------------
@@ -326,7 +335,7 @@ class GpuGemmSmallM : public test::GpuFixture {
     GpuFixture::SetUp();
     if (IsSkipped()) return;
     DispatchSettings mine, portable;
-    mine.force_kernel = kVariant;
+    mine.force_kernel = variant_;
     portable.force_kernel = kPortable;
     mine_ = std::make_unique<Context>(mine, Registry::builtin());
     portable_ = std::make_unique<Context>(portable, Registry::builtin());
@@ -441,12 +450,12 @@ class GpuGemmSmallM : public test::GpuFixture {
       const std::string where = std::string("d ") + dtype_name(out);
       const Problem problem = gemm_problem(c, out);
       const Selection s = mine_->select(problem, mine_->device(kGpu));
-      EXPECT_TRUE(s.ok() && s.variant->name == kVariant) << problem.describe() << ": " << explain(s, problem, mine_->device(kGpu));
+      EXPECT_TRUE(s.ok() && s.variant->name == variant_) << problem.describe() << ": " << explain(s, problem, mine_->device(kGpu));
       std::optional<GpuMatrix> cmat, bias;
       const GemmOptions o = options_of(c, out, h, cmat, bias);
 
       const std::vector<uint8_t> first = run(a, b, out, c.m, c.n, o, mine_.get(), kPoison);
-      ok = expect_oracle(c, h, out, first, where + " (" + kVariant + ")") && ok;
+      ok = expect_oracle(c, h, out, first, where + " (" + variant_ + ")") && ok;
       const std::vector<uint8_t> again = run(a, b, out, c.m, c.n, o, mine_.get(), kPoisonAgain);
       EXPECT_TRUE(again == first) << c.describe() << ", " << where << ": a second call (D poisoned with 0x5A) gave other bytes";
       ok = ok && again == first;
@@ -477,6 +486,7 @@ class GpuGemmSmallM : public test::GpuFixture {
               << host_seconds << " s\n" << std::defaultfloat;
   }
 
+  std::string variant_ = kVariant;  // the kernel the suite forces
   std::unique_ptr<Context> mine_, portable_, default_;
 };
 
@@ -731,12 +741,227 @@ TEST_F(GpuGemmSmallM, SelectionRejectsMAbove64NamingTheReason) {
   const test::Caught caught = test::catch_error([&] { mine_->select(p, device); });
   EXPECT_TRUE(caught.thrown && caught.code == ErrorCode::kUnsupported) << caught.what;
   EXPECT_NE(caught.what.find("M <= 64"), std::string::npos) << caught.what;
-  // And M = 64 selects it without forcing.
+  // And M = 64 selects it without forcing, or on Hopper with the sm_90a image its sm_90a sibling
+  // (K % 256 == 0 here); with K % 256 != 0 this kernel everywhere.
   c.m = 64;
   const Problem p64 = gemm_problem(c, DType::kBF16);
   const Selection s64 = default_->select(p64, device);
   ASSERT_TRUE(s64.ok()) << explain(s64, p64, device);
-  EXPECT_EQ(s64.variant->name, kVariant) << explain(s64, p64, device);
+  EXPECT_EQ(s64.variant->name, sm90_serves(*default_) ? kSm90Variant : kVariant) << explain(s64, p64, device);
+  c.k = 1040;
+  const Problem p_odd = gemm_problem(c, DType::kBF16);
+  const Selection s_odd = default_->select(p_odd, device);
+  ASSERT_TRUE(s_odd.ok()) << explain(s_odd, p_odd, device);
+  EXPECT_EQ(s_odd.variant->name, kVariant) << explain(s_odd, p_odd, device);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sm_90a small-M kernel (src/cuda/gemm/sm90_gemm_smallm.cu): the same checks, forced, where
+// it runs (compute capability 9.0 with the sm_90a image), on K % 256 == 0; and its launcher
+// driven with every split count (cluster size) and ring depth.
+// ---------------------------------------------------------------------------------------------
+
+class GpuGemmSm90SmallM : public GpuGemmSmallM {
+ protected:
+  void SetUp() override {
+    variant_ = kSm90Variant;
+    GpuGemmSmallM::SetUp();
+    if (IsSkipped()) return;
+    if (!sm90_serves(*default_)) GTEST_SKIP() << kSm90Variant << " needs compute capability 9.0 and the sm_90a image";
+  }
+
+  std::vector<uint8_t> run_sm90(const DeviceOperand& a, const DeviceOperand& b, DType out, int64_t m, int64_t n, int64_t k,
+                                const cuda::GemmEpilogue& e, const cuda::Sm90SmallMTuning& tuning, uint8_t poison) {
+    const size_t bytes = static_cast<size_t>(m * n) * dtype_size(out);
+    DevicePtr d = device_alloc(bytes);
+    FP4KIT_CUDA_OK(cudaMemsetAsync(d.get(), poison, bytes, stream_.get()));
+    const KernelConfig config{"r256_s3", 64, cuda::kSm90SmallMRows, cuda::kSm90SmallMStageK, 3, cuda::kSm90SmallMThreads};
+    cuda::launch_sm90_gemm_smallm(m, n, k, a.pointers(), b.pointers(), d.get(), out, n, e, config, 0, stream_.get(), tuning);
+    sync();
+    return download(d.get(), bytes);
+  }
+};
+
+// Every activation-tile width (M = 1, 8 | 9, 16 | 17, 32 | 33, 64), N with a partial 256-row block
+// and not, every operand form and epilogue option.
+std::vector<SmallCase> sm90_cases(bool grid) {
+  std::vector<SmallCase> cases;
+  for (const int64_t m : {1, 8, 9, 16, 17, 32, 33, 64}) {
+    SmallCase c;
+    c.m = m;
+    c.n = m % 2 ? 1040 : 512;
+    c.k = 1024;
+    c.grid = grid;
+    if (m % 2 == 1) {  // a layer's fprop with a residual
+      c.a = AForm::kRowScaled;
+      c.b = BForm::k2D;
+      c.alpha = 0.5f;
+      c.beta = 2.0f;
+      c.bias = DType::kBF16;
+    }
+    if (m == 8 || m == 33) {  // weight-only: BF16 activations
+      c.a = AForm::kBf16;
+      c.beta = 0.5f;
+      c.c_in_d_dtype = true;
+      c.bias = DType::kF32;
+    }
+    cases.push_back(c);
+  }
+  return cases;
+}
+
+TEST_F(GpuGemmSm90SmallM, ShapesAndFeaturesWithinTheBoundOfTheF64Oracle) {
+  run_cases(sm90_cases(false), "sm_90a small-M shapes, normal inputs");
+}
+
+TEST_F(GpuGemmSm90SmallM, ExactOnGridValuedSparseInputs) { run_cases(sm90_cases(true), "sm_90a small-M shapes, grid inputs"); }
+
+TEST_F(GpuGemmSm90SmallM, DecodeShape8192x8192WithinTheBound) { run_cases(large_cases(), "sm_90a, 8192 x 8192 weights"); }
+
+// Every split count (cluster size 1, 2, 4, 8) and ring depth computes the same function: within
+// the bound, equal bytes on grid inputs, each deterministic.
+TEST_F(GpuGemmSm90SmallM, EverySplitCountAndRingDepthAgrees) {
+  std::vector<SmallCase> cases;
+  for (const bool grid : {false, true}) {
+    for (const int64_t m : {int64_t{3}, int64_t{16}, int64_t{40}, int64_t{64}}) {
+      SmallCase c;
+      c.m = m;
+      c.n = 784;  // three full 256-row blocks and a partial one
+      c.k = m == 64 ? 2304 : 2048;  // 9 stages: uneven splits (5 + 4, 3 + 3 + 3), none of 4 or 8
+      c.grid = grid;
+      c.a = m == 40 ? AForm::kBf16 : m == 16 ? AForm::kRowScaled : AForm::k1D;
+      c.alpha = 2.0f;
+      c.bias = DType::kF32;
+      c.outputs = {DType::kF32};
+      cases.push_back(c);
+    }
+  }
+  uint64_t seed = 1300;
+  for (const SmallCase& c : cases) {
+    guarded(c.describe(), [&] {
+      const HostSide h = prepare(c, seed += 10);
+      const DeviceOperand a = to_device(h.a), b = to_device(h.b);
+      const DType out = DType::kF32;
+      cuda::GemmEpilogue e;
+      e.alpha = c.alpha;
+      const GpuMatrix bias = upload(HostMatrix(1, c.n, h.bias, DType::kF32));
+      e.bias = bias.mem.get();
+      e.bias_dtype = DType::kF32;
+      std::optional<std::vector<uint8_t>> reference;
+      std::vector<cuda::Sm90SmallMTuning> tunings;
+      for (const int splits : {0, 1, 2, 4, 8}) {
+        cuda::Sm90SmallMTuning t;
+        t.splits = splits;
+        tunings.push_back(t);
+      }
+      for (const int stages : {2, 3, 8}) {
+        cuda::Sm90SmallMTuning t;
+        t.stages = stages;
+        t.splits = 2;
+        tunings.push_back(t);
+      }
+      for (const int rows : {128, 256}) {  // one and two 64-row tiles per warpgroup
+        for (const int splits : {1, 4}) {
+          cuda::Sm90SmallMTuning t;
+          t.rows = rows;
+          t.splits = splits;
+          tunings.push_back(t);
+        }
+      }
+      for (cuda::Sm90SmallMTuning tuning : tunings) {
+        cuda::Sm90SmallMPlan plan;
+        tuning.plan = &plan;
+        const std::vector<uint8_t> d = run_sm90(a, b, out, c.m, c.n, c.k, e, tuning, kPoison);
+        std::ostringstream where;
+        where << plan.rows << " rows x " << plan.m_pad << " activation columns, " << plan.splits << " splits of "
+              << plan.stages_per_split << " stages, ring of " << plan.stages << ", " << plan.ctas << " CTAs ("
+              << plan.resident_ctas << " resident)";
+        if (tuning.rows > 0) EXPECT_EQ(plan.rows, tuning.rows) << where.str();
+        EXPECT_TRUE(plan.rows == 128 || plan.rows == 256) << where.str();
+        EXPECT_GT(plan.resident_ctas, 0) << where.str();
+        EXPECT_LE(plan.smem_bytes, cuda::sm90_smallm_smem_bytes(cuda::kSm90SmallMRows, 64, 3)) << where.str();
+        // A forced count where whole stages split that way, else the largest smaller one that does.
+        const int64_t total = c.k / cuda::kSm90SmallMStageK;
+        const auto feasible = [&](int s) { return (total + (total + s - 1) / s - 1) / ((total + s - 1) / s) == s; };
+        if (tuning.splits > 0) {
+          int want = tuning.splits;
+          while (!feasible(want)) want /= 2;
+          EXPECT_EQ(plan.splits, want) << where.str();
+        }
+        if (tuning.stages > 0) EXPECT_LE(plan.stages, tuning.stages) << where.str();
+        EXPECT_GE(plan.stages, 2) << where.str();
+        EXPECT_EQ(plan.m_pad, c.m <= 8 ? 8 : c.m <= 16 ? 16 : c.m <= 32 ? 32 : 64) << where.str();
+        EXPECT_GE(int64_t{plan.splits} * plan.stages_per_split * cuda::kSm90SmallMStageK, c.k) << where.str();
+        EXPECT_LT(int64_t{plan.splits - 1} * plan.stages_per_split * cuda::kSm90SmallMStageK, c.k)
+            << where.str() << ": every split has a stage";
+        expect_oracle(c, h, out, d, where.str());
+        const std::vector<uint8_t> again = run_sm90(a, b, out, c.m, c.n, c.k, e, tuning, kPoisonAgain);
+        EXPECT_TRUE(again == d) << c.describe() << ", " << where.str() << ": a second call gave other bytes";
+        if (reference) {
+          expect_agree(c, h, out, d, *reference, "the automatic plan");
+        } else {
+          reference = d;
+        }
+      }
+      return true;
+    });
+  }
+}
+
+// NUMERICS §9 and §7, as for sm80_gemm_smallm: exactly the outputs that read a NaN block are NaN.
+TEST_F(GpuGemmSm90SmallM, NanScaleBlocksMakeExactlyTheirOutputsNan) {
+  for (const int64_t M : {int64_t{7}, int64_t{48}}) {
+    const int64_t N = 272, K = 1024;
+    std::vector<float> av = test::sparse_grid(M, K, 41), bv = test::sparse_grid(N, K, 42);
+    av[static_cast<size_t>(3 * K + 20)] = std::nanf("");
+    av[static_cast<size_t>(5 * K + 1000)] = INFINITY;
+    bv[static_cast<size_t>(200 * K + 300)] = -std::nanf("");
+    HostMatrix a(M, K, av), b(N, K, bv);
+    const Nvfp4Tensor qa = quantize(a.view(), QuantParams{}, Target::cpu());
+    const Nvfp4Tensor qb = quantize(b.view(), QuantParams{}, Target::cpu());
+    HostMatrix oracle(M, N);
+    GemmOptions o64;
+    o64.accumulation = Accumulation::kF64;
+    gemm(GemmOperand::quantized(qa), GemmOperand::quantized(qb), oracle.view(), o64, Target::cpu());
+    const DeviceOperand da = to_device(HostOperand{qa, std::nullopt}), db = to_device(HostOperand{qb, std::nullopt});
+    const std::vector<uint8_t> d = run(da, db, DType::kF32, M, N, GemmOptions{}, mine_.get(), kPoison);
+    int64_t wrong = 0;
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t n = 0; n < N; ++n) {
+        const bool want_nan = m == 3 || m == 5 || n == 200;
+        ASSERT_EQ(std::isnan(oracle.get(m, n)), want_nan) << "the oracle itself at " << m << "," << n;
+        const float got = element(d, DType::kF32, static_cast<size_t>(m * N + n));
+        const bool ok = want_nan ? std::isnan(got) : float_bits(got) == float_bits(oracle.get(m, n));
+        if (!ok && wrong++ < 6) {
+          ADD_FAILURE() << "M=" << M << " (" << m << ", " << n << "): got " << got << ", oracle " << oracle.get(m, n);
+        }
+      }
+    }
+    EXPECT_EQ(wrong, 0) << "M=" << M;
+  }
+}
+
+// K % 256 != 0 and M > 64 are not this kernel's: selection passes it over naming why.
+TEST_F(GpuGemmSm90SmallM, SelectionNamesWhyItPassesOver) {
+  const DeviceInfo& device = default_->device(kGpu);
+  const auto reason_for = [&](const SmallCase& c) {
+    const Problem p = gemm_problem(c, DType::kBF16);
+    const Selection s = default_->select(p, device);
+    EXPECT_TRUE(s.ok()) << explain(s, p, device);
+    if (s.ok()) EXPECT_NE(s.variant->name, kSm90Variant) << explain(s, p, device);
+    for (const Rejection& r : s.rejected) {
+      if (r.variant == kSm90Variant) return r.reason;
+    }
+    return std::string("(not rejected)");
+  };
+  SmallCase c;
+  c.m = 16;
+  c.n = 528;
+  c.k = 784;
+  EXPECT_NE(reason_for(c).find("needs K a multiple of 256; K is 784"), std::string::npos) << reason_for(c);
+  c.m = 65;
+  c.k = 1024;
+  EXPECT_NE(reason_for(c).find("serves M <= 64 (decode); M is 65"), std::string::npos) << reason_for(c);
 }
 
 }  // namespace

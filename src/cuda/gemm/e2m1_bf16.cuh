@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "fp4kit/formats.hpp"
+
 namespace fp4kit::cuda {
 
 // a * b on BF16 pairs, round to nearest even (exact wherever the kernels use it).
@@ -18,6 +20,19 @@ __device__ __forceinline__ uint32_t mul_bf16x2(uint32_t a, uint32_t b) {
   uint32_t out;
   memcpy(&out, &r, 4);
   return out;
+}
+
+// The E4M3 scale byte times 2^P as a BF16 pair (both halves), for one exact BF16 multiply with
+// e2m1_pair's e2m1 * 2^-126: P = 119 gives the block value times 2^-7, P = 118 times 2^-8 (448 * 2^119
+// stays below BF16's largest; every product is a normal BF16 number with at most 6 significant
+// bits). A NaN scale (0x7F, 0xFF) stays NaN, which makes every product of its block NaN (§9).
+template <int P>
+__device__ __forceinline__ uint32_t e4m3_scale_pair(uint32_t e4m3) {
+  static_assert(P >= 118 && P <= 119, "scale * 2^P must stay below BF16's largest finite value");
+  constexpr float kTwoPowP = P == 119 ? 0x1p119f : 0x1p118f;
+  const __nv_bfloat16 s = __float2bfloat16_rn(e4m3_to_float(static_cast<uint8_t>(e4m3)) * kTwoPowP);
+  const uint32_t bits = __bfloat16_as_ushort(s);
+  return bits | (bits << 16);
 }
 
 // Codes J and J + 4 of the 8 E2M1 codes in w (code i in bits [4i, 4i+4)) as a BF16 pair whose

@@ -136,4 +136,58 @@ void launch_sm80_gemm_smallm(int64_t m, int64_t n, int64_t k, const GemmOperandP
                              const KernelConfig& config, int device, void* stream, const SmallMTuning& tuning = {});
 std::string smallm_image_problem(const DeviceInfo& device);
 
+// The small-M (decode) kernel for Hopper (sm90_gemm_smallm.cu), sm_90a, M <= 64: B NVFP4 [N, K] (1D
+// or 2D-scaled) with code and scale rows 16-byte aligned (dense fp4kit tensors are; otherwise
+// kUnsupported), A NVFP4 (1D or row-scaled) or dense BF16, K % 256 == 0, any N >= 1. A CTA of 384
+// threads owns 256 weight rows and one K split; a split count S in {1, 2, 4, 8} runs as clusters of
+// S CTAs that sum their parts in split order through distributed shared memory (deterministic).
+constexpr int kSm90SmallMRows = 256;  // weight rows of a CTA at most (two warpgroups of two 64-row tiles)
+constexpr int kSm90SmallMStageK = 256;
+constexpr int kSm90SmallMThreads = 384;
+constexpr int kSm90SmallMMaxStages = 8;
+// A stage: `rows` weight rows' codes and scales, then the activations' block values
+// [k_stage / 8][m_pad][8] BF16. The ring follows 128 bytes of alignment slack and precedes the
+// mbarriers (full and empty per stage, a spare, a pad) and the scale table.
+constexpr int64_t sm90_smallm_stage_bytes(int64_t rows, int64_t m_pad) {
+  return rows * (kSm90SmallMStageK / 2 + kSm90SmallMStageK / 16) + m_pad * kSm90SmallMStageK * 2;
+}
+constexpr int64_t sm90_smallm_smem_bytes(int64_t rows, int64_t m_pad, int64_t stages) {
+  return 128 + stages * sm90_smallm_stage_bytes(rows, m_pad) + (2 * kSm90SmallMMaxStages + 2) * 8 + 256 * 4;
+}
+struct Sm90SmallMPlan {
+  int rows = 0;              // weight rows per CTA: 128 or 256 (one or two 64-row tiles per warpgroup)
+  int m_pad = 0;             // activation columns of the MMA: M rounded up to 8, 16, 32 or 64
+  int stages = 0;            // ring depth
+  int splits = 0;            // K splits (the cluster size)
+  int stages_per_split = 0;  // 256-element K stages per split (the last split may have fewer)
+  int ctas = 0;
+  int resident_ctas = 0;     // CTAs in clusters of `splits` the device holds at once
+  int64_t smem_bytes = 0;
+};
+struct Sm90SmallMTuning {
+  int splits = 0;  // 0: chosen; else at most this many (1, 2, 4 or 8, where whole stages split so)
+  int stages = 0;  // 0: the most the configuration's shared memory holds; else at most this many
+  int rows = 0;    // 0: chosen; else 128 or 256
+  Sm90SmallMPlan* plan = nullptr;  // receives the plan when set
+};
+// config.stages: the ring depth at 256 rows and M = 64 whose shared memory,
+// sm90_smallm_smem_bytes(256, 64, stages), is the cap the ring stays within (smaller tiles fit
+// deeper rings). Rows and splits minimize the slowest SM's bytes, with the device's cluster
+// occupancy for each split count (cudaOccupancyMaxActiveClusters).
+Sm90SmallMPlan plan_sm90_gemm_smallm(int64_t m, int64_t n, int64_t k, const KernelConfig& config, int device,
+                                     const Sm90SmallMTuning& tuning = {});
+void launch_sm90_gemm_smallm(int64_t m, int64_t n, int64_t k, const GemmOperandPointers& a, const GemmOperandPointers& b,
+                             void* d, DType d_dtype, int64_t d_stride, const GemmEpilogue& epilogue,
+                             const KernelConfig& config, int device, void* stream, const Sm90SmallMTuning& tuning = {});
+std::string sm90_smallm_image_problem(const DeviceInfo& device);
+
+// Kernel 1 of the small-M GEMM alone (sm80_gemm_smallm.cu), for the decode kernels that read A's
+// block values prepared: A's rows [M, K] (NVFP4 or dense BF16) as BF16 block values e2m1 * e4m3
+// (exact) in the MMA's K order, [k_pad / 8][m_pad][8] BF16 into `out` (k_pad / 8 * m_pad * 16 bytes,
+// k_pad a multiple of 128; rows >= M and K past k are zeros). Enqueued on `stream`; it lets a
+// dependent kernel launched with programmatic stream serialization start early (that kernel waits
+// with griddepcontrol.wait before reading `out`).
+void launch_smallm_prepare(const GemmOperandPointers& a, int64_t m, int64_t k, int m_pad, int64_t k_pad, void* out,
+                           void* stream);
+
 }  // namespace fp4kit::cuda

@@ -1429,6 +1429,16 @@ void launch_epilogue(const float* partials, int splits, int64_t m, int64_t n, co
 
 }  // namespace
 
+void launch_smallm_prepare(const GemmOperandPointers& a, int64_t m, int64_t k, int m_pad, int64_t k_pad, void* out,
+                           void* stream) {
+  PrepareArgs pa{a, static_cast<int>(m), static_cast<int>(k), m_pad, static_cast<int>(k_pad / kChunkK),
+                 static_cast<uint32_t*>(out)};
+  const int64_t prepare_warps = int64_t{pa.chunks} * (m_pad / 8);
+  const unsigned prepare_grid = static_cast<unsigned>((prepare_warps * 32 + kPrepareThreads - 1) / kPrepareThreads);
+  smallm_prepare_kernel<<<prepare_grid, kPrepareThreads, 0, static_cast<cudaStream_t>(stream)>>>(pa);
+  FP4KIT_CUDA_CHECK(cudaGetLastError(), detail::cat("gemm (small-M kernel): prepare kernel [", m, ", ", k, "]"));
+}
+
 void launch_sm80_gemm_smallm(int64_t m, int64_t n, int64_t k, const GemmOperandPointers& a, const GemmOperandPointers& b,
                              void* d, DType d_dtype, int64_t d_stride, const GemmEpilogue& epilogue,
                              const KernelConfig& config, int device, void* stream, const SmallMTuning& tuning) {
@@ -1472,13 +1482,7 @@ void launch_sm80_gemm_smallm(int64_t m, int64_t n, int64_t k, const GemmOperandP
   auto* act = reinterpret_cast<uint32_t*>(buffer);
   auto* partials = reinterpret_cast<float*>(buffer + act_bytes);  // act_bytes is a multiple of 256
 
-  if (prepare) {
-    PrepareArgs pa{a, static_cast<int>(m), static_cast<int>(k), m_pad, static_cast<int>(plan.k_pad / kChunkK), act};
-    const int64_t prepare_warps = int64_t{pa.chunks} * (m_pad / 8);
-    const unsigned prepare_grid = static_cast<unsigned>((prepare_warps * 32 + kPrepareThreads - 1) / kPrepareThreads);
-    smallm_prepare_kernel<<<prepare_grid, kPrepareThreads, 0, s>>>(pa);
-    FP4KIT_CUDA_CHECK(cudaGetLastError(), detail::cat("gemm (small-M kernel): prepare kernel [", m, ", ", k, "]"));
-  }
+  if (prepare) launch_smallm_prepare(a, m, k, m_pad, plan.k_pad, act, s);
 
   // Programmatic dependent launch chains the kernels of this call (each waits for its
   // predecessor's results with griddepcontrol.wait); the call's first kernel is an ordinary launch,

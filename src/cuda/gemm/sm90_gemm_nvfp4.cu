@@ -30,6 +30,8 @@
 #include "cuda/gemm/epilogue.cuh"
 #include "cuda/gemm/launch.hpp"
 #include "cuda/gemm/sm90_gemm_config.hpp"
+#include "cuda/gemm/sm90_sync.cuh"
+#include "cuda/gemm/sm90_tensor_map.hpp"
 #include "cuda/gemm/sm90_wgmma.cuh"
 #include "fp4kit/formats.hpp"
 
@@ -70,47 +72,6 @@ struct Sm90GemmParams {
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
-
-__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count) : "memory");
-}
-
-__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
-}
-
-__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_u32(bar)) : "memory");
-}
-
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
-  uint32_t done = 0;
-  do {
-    asm volatile(
-        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(smem_u32(bar)), "r"(parity)
-        : "memory");
-  } while (!done);
-}
-
-// One box of a 2D tensor map into shared memory, completing `bytes` on the mbarrier.
-__device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, uint64_t* bar, int x, int y) {
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];" ::"r"(
-          smem_u32(dst)),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(x), "r"(y)
-      : "memory");
-}
-
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void wgmma_wait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
-}
-
 // NOTE: wgmma reads its register and shared operands asynchronously. These empty asm statements
 // pin the accumulators (and the A fragment of an MMA in flight) in their registers until the wait
 // that retires it, so that the compiler neither moves them nor reuses their registers meanwhile.
@@ -134,15 +95,6 @@ __device__ __forceinline__ void pin(uint32_t (&v)[4][4]) {
 __device__ __forceinline__ uint64_t smem_desc_sw128(const void* tile) {
   return (static_cast<uint64_t>(smem_u32(tile) >> 4) & 0x3FFFu) | (uint64_t{1} << 16) | (uint64_t{1024 >> 4} << 32) |
          (uint64_t{1} << 62);
-}
-
-// The E4M3 scale as a BF16 pair of scale * 2^119 (the shared table's entry): times e2m1 * 2^-126
-// that gives the block value times 2^-7 in one exact BF16 multiply (448 * 2^119 < BF16's max;
-// every product is a normal BF16 number with at most 6 significant bits). A NaN scale stays NaN.
-__device__ __forceinline__ uint32_t scale_entry(uint32_t e4m3) {
-  const __nv_bfloat16 s = __float2bfloat16_rn(e4m3_to_float(static_cast<uint8_t>(e4m3)) * 0x1p119f);
-  const uint32_t bits = __bfloat16_as_ushort(s);
-  return bits | (bits << 16);
 }
 
 // Shared layouts (all rows 128 bytes, the 16-byte unit u of row r stored at unit u ^ (r % 8): the
@@ -252,7 +204,7 @@ __global__ void __launch_bounds__(kSm90Threads, 1)
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
-  if (threadIdx.x < 256) sm.scale_lut[threadIdx.x] = scale_entry(threadIdx.x);
+  if (threadIdx.x < 256) sm.scale_lut[threadIdx.x] = e4m3_scale_pair<119>(threadIdx.x);
   __syncthreads();
 
   if (warp < 4) {
@@ -369,50 +321,6 @@ __global__ void __launch_bounds__(kSm90Threads, 1)
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }
 
-// cuTensorMapEncodeTiled, reached through the runtime (no link against libcuda).
-using EncodeTiledFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
-                                   const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
-                                   CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
-
-EncodeTiledFn tensor_map_encoder() {
-  static const EncodeTiledFn fn = [] {
-    void* f = nullptr;
-    cudaDriverEntryPointQueryResult found{};
-    const cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &found);
-    if (e != cudaSuccess || found != cudaDriverEntryPointSuccess || f == nullptr) {
-      detail::fail(ErrorCode::kCudaError, "gemm (sm_90a): the driver has no cuTensorMapEncodeTiled (CUDA 12.0+ driver needed)");
-    }
-    return reinterpret_cast<EncodeTiledFn>(f);
-  }();
-  return fn;
-}
-
-// A 2D byte tensor [rows, cols] with `stride` bytes between rows, copied in boxes of
-// [box_rows, box_cols]; out-of-range rows arrive as zeros.
-CUtensorMap byte_map(const void* base, int64_t rows, int64_t cols, int64_t stride, int box_rows, int box_cols,
-                     CUtensorMapSwizzle swizzle, const char* what) {
-  if (reinterpret_cast<uintptr_t>(base) % 16 != 0 || stride % 16 != 0) {
-    detail::fail(ErrorCode::kUnsupported,
-                 detail::cat("gemm (sm_90a): ", what, " must start on 16 bytes and have rows a multiple of 16 bytes apart; "
-                                                      "the row stride is ",
-                             stride, " B"),
-                 "use densely allocated NVFP4 tensors (fp4kit allocates them so), or force gemm_dequant_cublaslt");
-  }
-  CUtensorMap map;
-  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
-  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(stride)};
-  const cuuint32_t box[2] = {static_cast<cuuint32_t>(box_cols), static_cast<cuuint32_t>(box_rows)};
-  const cuuint32_t element_strides[2] = {1, 1};
-  const CUresult r = tensor_map_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<void*>(base), dims, strides,
-                                          box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
-                                          CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (r != CUDA_SUCCESS) {
-    detail::fail(ErrorCode::kCudaError, detail::cat("gemm (sm_90a): cuTensorMapEncodeTiled failed for ", what, " [", rows,
-                                                    ", ", cols, "] (error ", static_cast<int>(r), ")"));
-  }
-  return map;
-}
-
 template <int TileN, int Stages, typename OutT>
 void launch_config(const Sm90GemmParams& p, int device, cudaStream_t s) {
   static_assert(sm90_gemm_smem_bytes<TileN, Stages>() <= 232448, "over the sm_90 opt-in shared-memory limit");
@@ -420,13 +328,13 @@ void launch_config(const Sm90GemmParams& p, int device, cudaStream_t s) {
   const auto kernel = sm90_gemm_nvfp4_kernel<TileN, Stages, OutT>;
   FP4KIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                     detail::cat("gemm (sm_90a): ", smem, " B of shared memory on device ", device));
-  const CUtensorMap a_codes = byte_map(p.a.data, p.m, p.k / 2, p.a.data_stride, kSm90TileM, kSm90StageK / 2,
+  const CUtensorMap a_codes = byte_map("gemm (sm_90a)", p.a.data, p.m, p.k / 2, p.a.data_stride, kSm90TileM, kSm90StageK / 2,
                                        CU_TENSOR_MAP_SWIZZLE_128B, "A's codes");
   const CUtensorMap b_codes =
-      byte_map(p.b.data, p.n, p.k / 2, p.b.data_stride, TileN, kSm90StageK / 2, CU_TENSOR_MAP_SWIZZLE_128B, "B's codes");
-  const CUtensorMap a_scales = byte_map(p.a.scales, p.m, p.k / 16, p.a.scale_stride, kSm90TileM, kSm90StageK / 16,
+      byte_map("gemm (sm_90a)", p.b.data, p.n, p.k / 2, p.b.data_stride, TileN, kSm90StageK / 2, CU_TENSOR_MAP_SWIZZLE_128B, "B's codes");
+  const CUtensorMap a_scales = byte_map("gemm (sm_90a)", p.a.scales, p.m, p.k / 16, p.a.scale_stride, kSm90TileM, kSm90StageK / 16,
                                         CU_TENSOR_MAP_SWIZZLE_NONE, "A's scales");
-  const CUtensorMap b_scales = byte_map(p.b.scales, p.n, p.k / 16, p.b.scale_stride, TileN, kSm90StageK / 16,
+  const CUtensorMap b_scales = byte_map("gemm (sm_90a)", p.b.scales, p.n, p.k / 16, p.b.scale_stride, TileN, kSm90StageK / 16,
                                         CU_TENSOR_MAP_SWIZZLE_NONE, "B's scales");
   const unsigned grid = static_cast<unsigned>(p.tiles_m) * static_cast<unsigned>(p.tiles_n);
   kernel<<<grid, kSm90Threads, smem, s>>>(a_codes, b_codes, a_scales, b_scales, p);

@@ -1,0 +1,544 @@
+// src/cuda/gemm/sm90_gemm_smallm.cu: the small-M (decode) NVFP4 GEMM for Hopper (sm_90a), NUMERICS §7,
+// M <= 64.
+//
+// At decode sizes the GEMM is the weight B [N, K] streaming past at most 64 activation rows: its
+// time is B's bytes (K/2 of codes and K/16 of E4M3 scales per row) over the memory bandwidth. This
+// kernel moves B with the bulk tensor copy engine and spends its instructions on the decode only:
+//  - Roles are swapped, as in sm80_gemm_smallm: wgmma computes D^T = B A^T, the weight is the
+//    MMA's A operand (64 rows per warpgroup and tile, decoded in registers: m64nNk16 with A from
+//    registers), the activations are its B operand (N = M rounded up to 8, 16, 32 or 64) in shared
+//    memory.
+//  - A CTA owns 256 weight rows and one K slice (its split). Warpgroup 0's first thread streams,
+//    per 256-element K stage, the rows' codes (two boxes of [256 rows][64 B], one per 128-element
+//    chunk: a warp's 16-byte reads of 8 rows x 64 B are conflict-free), their scales ([256][16 B])
+//    and the stage's prepared activations (one contiguous bulk copy) into a ring of shared-memory
+//    stages completing on mbarriers. Warpgroups 1 and 2 each own two 64-row tiles.
+//  - K order and decode are the chunk kernel's (sm80_gemm_smallm.cu): lane t of a quad reads 16
+//    code bytes (32 elements) of a row per 128-element chunk; the pairs come from e2m1_pair (3
+//    integer operations per two elements) times a shared-table scale pair (scale * 2^118: the
+//    weights enter the MMA as e2m1 * e4m3 * 2^-8, exact in BF16; the sums are multiplied back by
+//    2^8). The activations are launch_smallm_prepare's block values in that same K order.
+//  - Per group of four k16 steps a warpgroup decodes its fragments into one of two register
+//    buffers and issues its wgmmas; the next group's decode runs while they do (wait_group 1).
+//  - Split K without a second kernel: the splits of a row block are one thread-block cluster. Each
+//    CTA leaves its FP32 sums in its own shared memory; after a cluster barrier CTA r sums rows
+//    [r * 256 / S, (r + 1) * 256 / S) of every split in split order (deterministic) through
+//    distributed shared memory, applies the contract's epilogue (epilogue.cuh) and writes D.
+// The prepare kernel runs first; this kernel is launched with programmatic stream serialization,
+// so its weight copies are in flight before the prepared activations are (griddepcontrol.wait).
+#include <cuda.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "core/check.hpp"
+#include "cuda/common/cuda_check.hpp"
+#include "cuda/common/float_convert.cuh"
+#include "cuda/gemm/e2m1_bf16.cuh"
+#include "cuda/gemm/epilogue.cuh"
+#include "cuda/gemm/launch.hpp"
+#include "cuda/gemm/sm90_sync.cuh"
+#include "cuda/gemm/sm90_tensor_map.hpp"
+#include "cuda/gemm/sm90_wgmma.cuh"
+#include "fp4kit/formats.hpp"
+
+namespace fp4kit::cuda {
+
+namespace {
+
+constexpr int kStageK = kSm90SmallMStageK;  // K elements per stage
+constexpr int kConsumerThreads = kSm90SmallMThreads - 128;
+constexpr float kAccScale = 256.0f;  // the weights' block values enter the MMA times 2^-8
+
+// A CTA of Tiles 64-row wgmma tiles per consumer warpgroup (Tiles = 1 or 2) with MPad activation
+// columns: its rows, a stage's parts (launch.hpp's formula) and the partial sums' pitch.
+template <int Tiles, int MPad>
+struct Geometry {
+  static constexpr int kRows = 2 * Tiles * 64;
+  static constexpr int kChunkBytes = kRows * 64;  // one 128-element chunk of the rows' codes, [kRows][64 B]
+  static constexpr int kCodeBytes = 2 * kChunkBytes;
+  static constexpr int kScaleBytes = kRows * (kStageK / 16);
+  static constexpr int kActBytes = MPad * kStageK * 2;
+  static constexpr int kStageBytes = static_cast<int>(sm90_smallm_stage_bytes(kRows, MPad));
+  static constexpr int kPartPitch = kRows + 4;  // floats per activation row of the sums (4 more: conflict-free stores)
+  static_assert(kCodeBytes + kScaleBytes + kActBytes == kStageBytes, "launch.hpp's formula is what a stage holds");
+  static_assert(kRows <= kSm90SmallMRows && kRows <= 256, "a copy box holds at most 256 rows");
+};
+
+// Registers after the split (setmaxnreg): the producer needs few; a consumer thread holds up to 64
+// accumulators, two fragment buffers (64), a chunk's codes (16) and scale pairs (8).
+constexpr int kLaunchRegs = (65536 / kSm90SmallMThreads) & ~7;
+constexpr int kProducerRegs = 40;
+constexpr int kConsumerRegs = 232;
+static_assert(128 * kProducerRegs + kConsumerThreads * kConsumerRegs <= kSm90SmallMThreads * kLaunchRegs,
+              "the consumers' registers must come from what warpgroup 0 gives back");
+
+struct Params {
+  int m, n, k;
+  int stages;            // ring depth (2..kSm90SmallMMaxStages)
+  int stages_per_split;  // K stages of a split (the last split may have fewer)
+  const uint8_t* act;    // the prepared activations, [K / 8][MPad][8] BF16
+  GemmOperandPointers a;  // A's global factors (the epilogue)
+  const float* amax_b;
+  GemmEpilogue e;
+  void* d;  // [M, N], d_stride elements between rows
+  DType d_dtype;
+  int64_t d_stride;
+};
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+__device__ __forceinline__ uint4 lds128(uint32_t addr) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
+  return v;
+}
+__device__ __forceinline__ uint32_t lds_u16(uint32_t addr) {
+  uint32_t v;
+  asm volatile("ld.shared.u16 %0, [%1];" : "=r"(v) : "r"(addr));
+  return v;
+}
+__device__ __forceinline__ uint32_t lds_u32(uint32_t addr) {
+  uint32_t v;
+  asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(addr));
+  return v;
+}
+
+template <int W>
+__device__ __forceinline__ uint32_t word_of(const uint4& q) {
+  if constexpr (W == 0) return q.x;
+  if constexpr (W == 1) return q.y;
+  if constexpr (W == 2) return q.z;
+  return q.w;
+}
+
+// The activation tile of one k16 step: K-major, no swizzle; core matrices (8 activation rows x 16
+// bytes) contiguous, 128 bytes apart along N (SBO) and MPad * 16 bytes apart along K (LBO).
+template <int MPad>
+__device__ __forceinline__ uint64_t act_descriptor(uint32_t smem_addr) {
+  constexpr uint64_t kLbo = (MPad * 16) >> 4, kSbo = 128 >> 4;
+  return static_cast<uint64_t>((smem_addr & 0x3FFFFu) >> 4) | (kLbo << 16) | (kSbo << 32);
+}
+
+// The weight fragment of k16 step J (0..7) of a chunk for one tile: a[0], a[2] from row g (pairs
+// 2(J%2) and 2(J%2)+1 of code word J/2), a[1], a[3] from row g + 8, times their block's scale pair
+// (block 2t for steps 0-3, 2t + 1 for 4-7).
+template <int J>
+__device__ __forceinline__ void weight_fragment(uint32_t (&a)[4], const uint4 (&q)[2], const uint32_t (&scale)[2][2]) {
+  const uint32_t w0 = word_of<J / 2>(q[0]), w1 = word_of<J / 2>(q[1]);
+  constexpr int kLo = 2 * (J % 2);
+  a[0] = mul_bf16x2(e2m1_pair<kLo>(w0), scale[0][J / 4]);
+  a[1] = mul_bf16x2(e2m1_pair<kLo>(w1), scale[1][J / 4]);
+  a[2] = mul_bf16x2(e2m1_pair<kLo + 1>(w0), scale[0][J / 4]);
+  a[3] = mul_bf16x2(e2m1_pair<kLo + 1>(w1), scale[1][J / 4]);
+}
+
+template <int N>
+__device__ __forceinline__ void pin(float (&v)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(v[i])::"memory");
+}
+template <int Tiles>
+__device__ __forceinline__ void pin(uint32_t (&v)[Tiles][4][4]) {
+#pragma unroll
+  for (int tt = 0; tt < Tiles; ++tt)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) asm volatile("" : "+r"(v[tt][j][i])::"memory");
+}
+
+// One group of a chunk: k16 steps 4H..4H+3 of both tiles, decoded into `frag` and issued.
+template <int Tiles, int MPad, int H>
+__device__ __forceinline__ void mma_group(float (&acc)[Tiles][MPad / 2], uint32_t (&frag)[Tiles][4][4],
+                                          const uint4 (&q)[Tiles][2], const uint32_t (&scale)[Tiles][2][2],
+                                          uint32_t chunk_act) {
+#pragma unroll
+  for (int tt = 0; tt < Tiles; ++tt) {
+    weight_fragment<4 * H + 0>(frag[tt][0], q[tt], scale[tt]);
+    weight_fragment<4 * H + 1>(frag[tt][1], q[tt], scale[tt]);
+    weight_fragment<4 * H + 2>(frag[tt][2], q[tt], scale[tt]);
+    weight_fragment<4 * H + 3>(frag[tt][3], q[tt], scale[tt]);
+  }
+  // Every input of the group's MMAs is computed before its first one (ptxas serializes wgmmas whose
+  // inputs are defined between them, C7513): the pins keep the compiler from sinking the decode.
+  uint64_t desc[4];
+#pragma unroll
+  for (int js = 0; js < 4; ++js) {
+    desc[js] = act_descriptor<MPad>(chunk_act + 2 * (4 * H + js) * (MPad * 16));
+    asm volatile("" : "+l"(desc[js]));
+  }
+  pin(frag);
+  wgmma_fence();  // the fragment registers (and, the first time, the zeroed accumulators)
+#pragma unroll
+  for (int js = 0; js < 4; ++js) {
+#pragma unroll
+    for (int tt = 0; tt < Tiles; ++tt) WgmmaRs<MPad>::run(acc[tt], frag[tt][js], desc[js]);
+  }
+  wgmma_commit();
+}
+
+__device__ __forceinline__ void consumer_barrier() {
+  asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");
+}
+
+template <typename OutT>
+__device__ __forceinline__ void store_as(void* d, int64_t i, float v) {
+  static_cast<OutT*>(d)[i] = from_float<OutT>(v);
+}
+
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+
+// Grid (splits, ceil(N / rows)), launched as clusters of (splits, 1, 1): blockIdx.x is the split
+// and the CTA's rank in its cluster.
+template <int Tiles, int MPad>
+__global__ void __launch_bounds__(kSm90SmallMThreads, 1)
+    sm90_smallm_kernel(const __grid_constant__ CUtensorMap codes_map, const __grid_constant__ CUtensorMap scales_map,
+                       const Params p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using G = Geometry<Tiles, MPad>;
+  constexpr int kRows = G::kRows, kStageBytes = G::kStageBytes, kActBytes = G::kActBytes;
+  constexpr int kChunkBytes = G::kChunkBytes, kCodeBytes = G::kCodeBytes, kScaleBytes = G::kScaleBytes;
+  constexpr int kPartPitch = G::kPartPitch;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  // NOTE: every shared pointer is smem_raw plus an offset (the compiler then keeps shared accesses).
+  unsigned char* base = smem_raw + ((128 - (smem_u32(smem_raw) & 127)) & 127);
+  uint64_t* full = reinterpret_cast<uint64_t*>(base + p.stages * kStageBytes);
+  uint64_t* empty = full + kSm90SmallMMaxStages;
+  uint64_t* spare = empty + kSm90SmallMMaxStages;  // stage 0's release: a barrier nobody waits on
+  uint32_t* scale_table = reinterpret_cast<uint32_t*>(spare + 2);  // 16-byte aligned
+  const int tid = static_cast<int>(threadIdx.x), wg = tid / 128;
+  const int split = static_cast<int>(blockIdx.x), splits = static_cast<int>(gridDim.x);
+  const int row0 = static_cast<int>(blockIdx.y) * kRows;
+  const int first_stage = split * p.stages_per_split;
+  const int n_stages = min(p.stages_per_split, p.k / kStageK - first_stage);  // >= 1 (the launcher's splits)
+
+  if (tid == 0) {
+    for (int s = 0; s < p.stages; ++s) {
+      mbar_init(&full[s], 1);
+      mbar_init(&empty[s], kConsumerThreads);  // every consumer thread arrives
+    }
+    mbar_init(spare, kConsumerThreads);
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  if (tid >= 128) scale_table[tid - 128] = e4m3_scale_pair<118>(static_cast<uint32_t>(tid - 128));
+  __syncthreads();
+
+  if (wg == 0) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kProducerRegs));
+    if (tid == 0) {
+      const auto stage_of = [&](int st) { return base + (st % p.stages) * kStageBytes; };
+      const auto weights = [&](int st) {
+        unsigned char* stage = stage_of(st);
+        uint64_t* bar = &full[st % p.stages];
+        mbar_expect_tx(bar, kStageBytes);
+        const int k_stage = first_stage + st;
+        tma_load_2d(stage, &codes_map, bar, k_stage * (kStageK / 2), row0);
+        tma_load_2d(stage + kChunkBytes, &codes_map, bar, k_stage * (kStageK / 2) + 64, row0);
+        tma_load_2d(stage + kCodeBytes, &scales_map, bar, k_stage * (kStageK / 16), row0);
+      };
+      const auto activations = [&](int st) {
+        bulk_load(stage_of(st) + kCodeBytes + kScaleBytes, p.act + int64_t{first_stage + st} * kActBytes, kActBytes,
+                  &full[st % p.stages]);
+      };
+      // The ring's first stages: the weights before the wait for the prepare kernel.
+      const int pre = min(p.stages, n_stages);
+      for (int st = 0; st < pre; ++st) weights(st);
+      grid_dependency_wait();
+      for (int st = 0; st < pre; ++st) activations(st);
+      for (int st = pre; st < n_stages; ++st) {
+        mbar_wait(&empty[st % p.stages], ((st / p.stages) - 1) & 1);
+        weights(st);
+        activations(st);
+      }
+    }
+    __syncwarp();
+    cluster_sync();  // the consumers' sums are in shared memory (below)
+    cluster_sync();  // every CTA of the cluster has read them
+    return;
+  }
+
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kConsumerRegs));
+  const int cw = wg - 1, warp = (tid / 32) % 4, lane = tid % 32, g = lane / 4, t = lane % 4;
+  const int my_row = cw * (Tiles * 64) + warp * 16 + g;  // tile tt, half h: + 64 tt + 8 h
+  const uint32_t table = smem_u32(scale_table);
+  float acc[Tiles][MPad / 2];
+#pragma unroll
+  for (int tt = 0; tt < Tiles; ++tt)
+#pragma unroll
+    for (int i = 0; i < MPad / 2; ++i) acc[tt][i] = 0.0f;
+  uint32_t frag[2][Tiles][4][4];
+
+  // NOTE: ptxas serializes the wgmmas (C7513/C7515) when a division or a branch sits between them,
+  // or when a path skips them: ring positions advance by selects, and the loop runs at least once
+  // (every split has a stage).
+  int slot = 0;
+  uint32_t phase = 0;
+  uint64_t* release = spare;  // the barrier of the previous stage (stage 0: a spare nobody waits on)
+  int st = 0;
+  do {
+    mbar_wait(&full[slot], phase);
+    const uint32_t stage = smem_u32(base + slot * kStageBytes);
+    const uint32_t act = stage + kCodeBytes + kScaleBytes;
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      uint4 q[Tiles][2];
+      uint32_t scale[Tiles][2][2];
+#pragma unroll
+      for (int tt = 0; tt < Tiles; ++tt) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int r = my_row + tt * 64 + h * 8;
+          q[tt][h] = lds128(stage + c * kChunkBytes + r * 64 + t * 16);
+          const uint32_t s = lds_u16(stage + kCodeBytes + r * (kStageK / 16) + c * 8 + t * 2);
+          scale[tt][h][0] = lds_u32(table + (s & 0xFFu) * 4);
+          scale[tt][h][1] = lds_u32(table + (s >> 8) * 4);
+        }
+      }
+      const uint32_t chunk_act = act + c * 16 * (MPad * 16);
+      // Each group first waits for the one two back, the last reader of its fragment buffer.
+      wgmma_wait<1>();
+      pin(frag[0]);
+      mma_group<Tiles, MPad, 0>(acc, frag[0], q, scale, chunk_act);
+      wgmma_wait<1>();
+      pin(frag[1]);
+      // Every MMA of the previous stage is complete (only this chunk's first group may run): its
+      // buffer goes back to the producer. Every consumer thread arrives (no branch, see above).
+      if (c == 0) mbar_arrive(release);
+      mma_group<Tiles, MPad, 1>(acc, frag[1], q, scale, chunk_act);
+    }
+    release = &empty[slot];
+    slot = slot + 1 == p.stages ? 0 : slot + 1;
+    phase ^= slot == 0 ? 1u : 0u;
+  } while (++st < n_stages);
+  wgmma_wait<0>();
+#pragma unroll
+  for (int tt = 0; tt < Tiles; ++tt) pin(acc[tt]);
+
+  // The sums into this CTA's shared memory, [MPad][kPartPitch] FP32 over the ring (every stage was
+  // consumed: no copy is in flight), once both warpgroups' MMAs are done. Thread (g, t) holds, per
+  // tile and 8-column group i, weight rows g and g + 8 at activation rows 8i + 2t and 8i + 2t + 1.
+  consumer_barrier();
+  float* part = reinterpret_cast<float*>(base);
+#pragma unroll
+  for (int tt = 0; tt < Tiles; ++tt)
+#pragma unroll
+    for (int i = 0; i < MPad / 8; ++i)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) part[(8 * i + 2 * t + e) * kPartPitch + my_row + tt * 64 + 8 * h] = acc[tt][4 * i + 2 * h + e];
+  cluster_sync();
+
+  // This CTA's share of the row block: every split's sum in split order, times 2^8 (exact), then
+  // the contract's epilogue, D stored along N.
+  const int per = kRows / splits;  // splits divides the rows (the launcher's rule)
+  const float fb = p.amax_b ? p.amax_b[0] / kGlobalScaleNumerator : 1.0f;
+  for (int i = tid - 128; i < p.m * per; i += kConsumerThreads) {
+    const int m = i / per, nl = split * per + (i - m * per), col = row0 + nl;
+    const float* mine = part + m * kPartPitch + nl;
+    float v = cluster_load_f32(cluster_address(mine, 0));
+    for (int r = 1; r < splits; ++r) v += cluster_load_f32(cluster_address(mine, static_cast<uint32_t>(r)));
+    if (col >= p.n) continue;
+    const float out = gemm_epilogue_value(p.e, gemm_row_alpha(p.a, fb, p.e.alpha, m), v * kAccScale, m, col);
+    const int64_t at = m * p.d_stride + col;
+    switch (p.d_dtype) {
+      case DType::kF32: store_as<float>(p.d, at, out); break;
+      case DType::kF16: store_as<__half>(p.d, at, out); break;
+      default: store_as<__nv_bfloat16>(p.d, at, out); break;
+    }
+  }
+  cluster_sync();
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+}
+
+using Kernel = void (*)(CUtensorMap, CUtensorMap, Params);
+
+template <int Tiles>
+Kernel kernel_of(int m_pad) {
+  switch (m_pad) {
+    case 8: return sm90_smallm_kernel<Tiles, 8>;
+    case 16: return sm90_smallm_kernel<Tiles, 16>;
+    case 32: return sm90_smallm_kernel<Tiles, 32>;
+    default: return sm90_smallm_kernel<Tiles, 64>;
+  }
+}
+Kernel kernel_for(int rows, int m_pad) { return rows == 128 ? kernel_of<1>(m_pad) : kernel_of<2>(m_pad); }
+
+constexpr const char* kWho = "gemm (sm_90a small-M kernel)";
+
+// The kernel's dynamic shared-memory limit at least `smem` (process-wide CUDA state: it only
+// grows, under a lock), then the clusters of `cluster` CTAs the device holds at once. NOTE: the
+// answers are cached process-wide per (kernel, device, cluster, smem), as the other launchers' are.
+int resident_clusters(Kernel kernel, int device, int cluster, int64_t smem) {
+  static std::mutex mutex;
+  static std::map<std::pair<const void*, int>, int64_t> limits;
+  static std::map<std::tuple<const void*, int, int, int64_t>, int> known;
+  const std::lock_guard<std::mutex> lock(mutex);
+  const void* key = reinterpret_cast<const void*>(kernel);
+  int64_t& limit = limits[{key, device}];
+  if (smem > limit) {
+    FP4KIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+                      detail::cat(kWho, ": ", smem, " B of shared memory on device ", device));
+    limit = smem;
+  }
+  const auto it = known.find({key, device, cluster, smem});
+  if (it != known.end()) return it->second;
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = static_cast<unsigned>(cluster);
+  attr.val.clusterDim.y = 1;
+  attr.val.clusterDim.z = 1;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(static_cast<unsigned>(cluster), 1, 1);
+  cfg.blockDim = dim3(kSm90SmallMThreads);
+  cfg.dynamicSmemBytes = static_cast<size_t>(smem);
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  int clusters = 0;
+  FP4KIT_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg),
+                    detail::cat(kWho, ": occupancy of clusters of ", cluster, " at ", smem, " B"));
+  known.emplace(std::make_tuple(key, device, cluster, smem), clusters);
+  return clusters;
+}
+
+}  // namespace
+
+Sm90SmallMPlan plan_sm90_gemm_smallm(int64_t m, int64_t n, int64_t k, const KernelConfig& config, int device,
+                                     const Sm90SmallMTuning& tuning) {
+  const int m_pad = m <= 8 ? 8 : m <= 16 ? 16 : m <= 32 ? 32 : 64;
+  const int64_t cap = sm90_smallm_smem_bytes(kSm90SmallMRows, 64, config.stages);
+  const int64_t total = k / kSm90SmallMStageK;
+  // Split counts: powers of two up to 8 (a portable cluster; they divide the rows of the
+  // reduction) where whole stages split that way; a forced count, or the largest smaller one.
+  const auto feasible = [&](int s) {
+    const int64_t per = (total + s - 1) / s;
+    return (total + per - 1) / per == s;
+  };
+  std::vector<int> split_counts;
+  for (int s = 1; s <= 8; s *= 2) {
+    if (feasible(s) && (tuning.splits == 0 || s <= tuning.splits)) split_counts.push_back(s);
+  }
+  if (tuning.splits > 0) split_counts.erase(split_counts.begin(), split_counts.end() - 1);
+  // Cost: the bytes of the slowest SM, waves of resident CTAs times a split's stages (one more
+  // for its first stage's latency and its share of the reduction). Ties go to the larger tile and
+  // fewer splits (measured on the H100: a second partial wave of clusters doubles the time).
+  Sm90SmallMPlan best;
+  double best_cost = 0;
+  for (const int rows : {256, 128}) {
+    if (tuning.rows != 0 && rows != tuning.rows) continue;
+    Sm90SmallMPlan plan;
+    plan.rows = rows;
+    plan.m_pad = m_pad;
+    for (int s = 2; s <= kSm90SmallMMaxStages; ++s) {
+      if (sm90_smallm_smem_bytes(rows, m_pad, s) <= cap && (tuning.stages == 0 || s <= tuning.stages)) plan.stages = s;
+    }
+    if (plan.stages == 0) continue;
+    plan.smem_bytes = sm90_smallm_smem_bytes(rows, m_pad, plan.stages);
+    const Kernel kernel = kernel_for(rows, m_pad);
+    const int64_t row_blocks = (n + rows - 1) / rows;
+    for (const int s : split_counts) {
+      const int resident = resident_clusters(kernel, device, s, plan.smem_bytes) * s;
+      if (resident == 0) continue;
+      const int64_t per = (total + s - 1) / s, waves = (row_blocks * s + resident - 1) / resident;
+      const double cost = static_cast<double>(waves * (per + 1)) * static_cast<double>(sm90_smallm_stage_bytes(rows, m_pad));
+      if (best.rows == 0 || cost < best_cost) {
+        best_cost = cost;
+        best = plan;
+        best.splits = s;
+        best.stages_per_split = static_cast<int>(per);
+        best.ctas = static_cast<int>(row_blocks * s);
+        best.resident_ctas = resident;
+      }
+    }
+  }
+  return best;
+}
+
+void launch_sm90_gemm_smallm(int64_t m, int64_t n, int64_t k, const GemmOperandPointers& a, const GemmOperandPointers& b,
+                             void* d, DType d_dtype, int64_t d_stride, const GemmEpilogue& epilogue,
+                             const KernelConfig& config, int device, void* stream, const Sm90SmallMTuning& tuning) {
+  const auto fail_if = [&](bool bad, ErrorCode code, const std::string& why) {
+    if (bad) detail::fail(code, detail::cat(kWho, ": ", why));
+  };
+  fail_if(m < 1 || m > 64, ErrorCode::kUnsupported, detail::cat("serves 1 <= M <= 64; M is ", m));
+  fail_if(n < 1 || k < kSm90SmallMStageK || k % kSm90SmallMStageK != 0, ErrorCode::kUnsupported,
+          detail::cat("needs N >= 1 and K a positive multiple of ", kSm90SmallMStageK, "; N=", n, " K=", k));
+  fail_if(b.data == nullptr, ErrorCode::kUnsupported, "B must be NVFP4 (the weight stream)");
+  fail_if(a.data == nullptr && a.dense == nullptr, ErrorCode::kInvalidArgument, "A has neither NVFP4 codes nor dense values");
+  fail_if(d_dtype != DType::kF32 && d_dtype != DType::kF16 && d_dtype != DType::kBF16, ErrorCode::kInternal,
+          detail::cat("unexpected output dtype ", dtype_name(d_dtype)));
+  fail_if(m * n > (int64_t{1} << 31) - 1 || k > (int64_t{1} << 30), ErrorCode::kUnsupported,
+          "the problem exceeds 32-bit indexing");
+  DeviceGuard guard(device);
+  const Sm90SmallMPlan plan = plan_sm90_gemm_smallm(m, n, k, config, device, tuning);
+  if (tuning.plan) *tuning.plan = plan;
+  fail_if(plan.rows == 0, ErrorCode::kInvalidArgument,
+          detail::cat("no plan fits: the configuration ", config.name, " (", sm90_smallm_smem_bytes(kSm90SmallMRows, 64, config.stages),
+                      " B) and the tuning (rows ", tuning.rows, ", stages ", tuning.stages, ") leave no ring of two stages "
+                      "that the device holds in clusters"));
+  const CUtensorMap codes = byte_map(kWho, b.data, n, k / 2, b.data_stride, plan.rows, 64, CU_TENSOR_MAP_SWIZZLE_NONE,
+                                     "B's codes");
+  const CUtensorMap scales = byte_map(kWho, b.scales, n, k / 16, b.scale_stride, plan.rows, kSm90SmallMStageK / 16,
+                                      CU_TENSOR_MAP_SWIZZLE_NONE, "B's scales");
+  const Kernel kernel = kernel_for(plan.rows, plan.m_pad);
+
+  // The prepared activations (stream-ordered workspace), then the kernel, which may start early.
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  const int64_t act_bytes = (k / 8) * plan.m_pad * 16;
+  void* act = nullptr;
+  FP4KIT_CUDA_CHECK(cudaMallocAsync(&act, static_cast<size_t>(act_bytes), s),
+                    detail::cat(kWho, ": workspace for M=", m, " K=", k));
+  launch_smallm_prepare(a, m, k, plan.m_pad, k, act, s);
+
+  Params p{};
+  p.m = static_cast<int>(m);
+  p.n = static_cast<int>(n);
+  p.k = static_cast<int>(k);
+  p.stages = plan.stages;
+  p.stages_per_split = plan.stages_per_split;
+  p.act = static_cast<const uint8_t*>(act);
+  p.a = a;
+  p.amax_b = b.amax;
+  p.e = epilogue;
+  p.d = d;
+  p.d_dtype = d_dtype;
+  p.d_stride = d_stride;
+  cudaLaunchAttribute attrs[2]{};
+  attrs[0].id = cudaLaunchAttributeClusterDimension;
+  attrs[0].val.clusterDim.x = static_cast<unsigned>(plan.splits);
+  attrs[0].val.clusterDim.y = 1;
+  attrs[0].val.clusterDim.z = 1;
+  attrs[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attrs[1].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(static_cast<unsigned>(plan.splits), static_cast<unsigned>((n + plan.rows - 1) / plan.rows));
+  cfg.blockDim = dim3(kSm90SmallMThreads);
+  cfg.dynamicSmemBytes = static_cast<size_t>(plan.smem_bytes);
+  cfg.stream = s;
+  cfg.attrs = attrs;
+  cfg.numAttrs = 2;
+  const cudaError_t launched = cudaLaunchKernelEx(&cfg, kernel, codes, scales, p);
+  if (launched != cudaSuccess) {
+    cudaFreeAsync(act, s);
+    FP4KIT_CUDA_CHECK(launched, detail::cat(kWho, ": M=", m, " N=", n, " K=", k, " (", plan.rows, " rows x ", plan.m_pad,
+                                            " activation columns, ",
+                                            plan.splits, " splits of ", plan.stages_per_split, " stages, ring of ", plan.stages,
+                                            ", ", plan.smem_bytes, " B shared memory)"));
+  }
+  FP4KIT_CUDA_CHECK(cudaFreeAsync(act, s), detail::cat(kWho, ": workspace"));
+}
+
+std::string sm90_smallm_image_problem(const DeviceInfo& device) {
+  return kernel_image_problem(reinterpret_cast<const void*>(sm90_smallm_kernel<2, 8>), device.index, "sm_90a small-M GEMM kernel");
+}
+
+}  // namespace fp4kit::cuda
