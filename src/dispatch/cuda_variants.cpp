@@ -176,14 +176,14 @@ void register_cuda_variants(Registry& registry) {
   registry.add(std::move(smallm));
 
   // Backend 3 on Hopper: the sm_90a small-M kernel serves the same decode problems (K % 256 == 0) with
-  // the bulk tensor copy engine, wgmma and split K summed inside thread-block clusters (no second
+  // the bulk tensor copy engine, wgmma and split K summed by each row block's last CTA (no second
   // kernel); it outranks sm80_gemm_smallm, which keeps the other GPUs, K and budgets. A
   // configuration is the ring depth at M = 64 (its shared memory is the cap; smaller activation
   // tiles fit deeper rings within it).
   KernelVariant smallm90 = cuda_variant("sm90_gemm_smallm", OpKind::kGemm,
                                         "small-M (decode) GEMM for Hopper: NVFP4 weights bulk-copied and decoded in "
-                                        "registers, wgmma with the activations in shared memory, split K summed in a "
-                                        "thread-block cluster (deterministic), the contract's epilogue");
+                                        "registers, wgmma with the activations in shared memory, split K summed in split "
+                                        "order by the last CTA (deterministic), the contract's epilogue");
   smallm90.min_cc = 90;
   smallm90.max_cc = 90;
   smallm90.compiled_archs.clear();
@@ -198,6 +198,9 @@ void register_cuda_variants(Registry& registry) {
   smallm90.smem_bytes = [](const KernelConfig& c) { return cuda::sm90_smallm_smem_bytes(c.tile_n, c.tile_m, c.stages); };
   smallm90.check_problem = [](const Problem& p) -> std::string {
     if (p.rows > 64) return cat("serves M <= 64 (decode); M is ", p.rows);
+    // Measured on the H100 (fp4kit bench gemm, 1 x 8192 x 8192): sm80_gemm_smallm's run kernel, which
+    // decodes A's own bytes in each stage (no prepare kernel), 26.8 us; this kernel 32 us.
+    if (p.rows <= 8) return cat("serves 8 < M <= 64; M = ", p.rows, " goes to sm80_gemm_smallm's run kernel (faster there)");
     if (!p.b_nvfp4) return "streams an NVFP4 weight B; a dense B goes to the portable path";
     if (!p.a_nvfp4 && p.in_dtype != DType::kBF16) return cat("takes an NVFP4 or a BF16 A, not ", dtype_name(p.in_dtype));
     // The scales move as 16-byte rows per 256-element stage (the bulk copy's smallest row).

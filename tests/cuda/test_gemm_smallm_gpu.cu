@@ -758,7 +758,7 @@ TEST_F(GpuGemmSmallM, SelectionRejectsMAbove64NamingTheReason) {
 // ---------------------------------------------------------------------------------------------
 // The sm_90a small-M kernel (src/cuda/gemm/sm90_gemm_smallm.cu): the same checks, forced, where
 // it runs (compute capability 9.0 with the sm_90a image), on K % 256 == 0; and its launcher
-// driven with every split count (cluster size) and ring depth.
+// driven with every split count, tile and ring depth.
 // ---------------------------------------------------------------------------------------------
 
 class GpuGemmSm90SmallM : public GpuGemmSmallM {
@@ -782,11 +782,12 @@ class GpuGemmSm90SmallM : public GpuGemmSmallM {
   }
 };
 
-// Every activation-tile width (M = 1, 8 | 9, 16 | 17, 32 | 33, 64), N with a partial 256-row block
-// and not, every operand form and epilogue option.
+// Every activation-tile width it serves through selection (M = 9, 16 | 17, 32 | 33, 64: M <= 8 goes
+// to sm80_gemm_smallm, and EverySplitCountAndRingDepthAgrees drives M = 3 through the launcher), N
+// with a partial row block and not, every operand form and epilogue option.
 std::vector<SmallCase> sm90_cases(bool grid) {
   std::vector<SmallCase> cases;
-  for (const int64_t m : {1, 8, 9, 16, 17, 32, 33, 64}) {
+  for (const int64_t m : {9, 12, 16, 17, 32, 33, 40, 64}) {
     SmallCase c;
     c.m = m;
     c.n = m % 2 ? 1040 : 512;
@@ -799,7 +800,7 @@ std::vector<SmallCase> sm90_cases(bool grid) {
       c.beta = 2.0f;
       c.bias = DType::kBF16;
     }
-    if (m == 8 || m == 33) {  // weight-only: BF16 activations
+    if (m == 12 || m == 33) {  // weight-only: BF16 activations
       c.a = AForm::kBf16;
       c.beta = 0.5f;
       c.c_in_d_dtype = true;
@@ -816,10 +817,16 @@ TEST_F(GpuGemmSm90SmallM, ShapesAndFeaturesWithinTheBoundOfTheF64Oracle) {
 
 TEST_F(GpuGemmSm90SmallM, ExactOnGridValuedSparseInputs) { run_cases(sm90_cases(true), "sm_90a small-M shapes, grid inputs"); }
 
-TEST_F(GpuGemmSm90SmallM, DecodeShape8192x8192WithinTheBound) { run_cases(large_cases(), "sm_90a, 8192 x 8192 weights"); }
+TEST_F(GpuGemmSm90SmallM, DecodeShape8192x8192WithinTheBound) {
+  std::vector<SmallCase> cases;
+  for (const SmallCase& c : large_cases()) {
+    if (c.m > 8) cases.push_back(c);
+  }
+  run_cases(cases, "sm_90a, 8192 x 8192 weights");
+}
 
-// Every split count (cluster size 1, 2, 4, 8) and ring depth computes the same function: within
-// the bound, equal bytes on grid inputs, each deterministic.
+// Every split count, tile and ring depth computes the same function: within the bound, equal bytes
+// on grid inputs, each deterministic (the splits' sums are added in split order).
 TEST_F(GpuGemmSm90SmallM, EverySplitCountAndRingDepthAgrees) {
   std::vector<SmallCase> cases;
   for (const bool grid : {false, true}) {
@@ -827,7 +834,7 @@ TEST_F(GpuGemmSm90SmallM, EverySplitCountAndRingDepthAgrees) {
       SmallCase c;
       c.m = m;
       c.n = 784;  // three full 256-row blocks and a partial one
-      c.k = m == 64 ? 2304 : 2048;  // 9 stages: uneven splits (5 + 4, 3 + 3 + 3), none of 4 or 8
+      c.k = m == 64 ? 2304 : 2048;  // 9 stages: uneven splits (5 + 4, 3 + 3 + 3), and 8 stages
       c.grid = grid;
       c.a = m == 40 ? AForm::kBf16 : m == 16 ? AForm::kRowScaled : AForm::k1D;
       c.alpha = 2.0f;
@@ -849,7 +856,7 @@ TEST_F(GpuGemmSm90SmallM, EverySplitCountAndRingDepthAgrees) {
       e.bias_dtype = DType::kF32;
       std::optional<std::vector<uint8_t>> reference;
       std::vector<cuda::Sm90SmallMTuning> tunings;
-      for (const int splits : {0, 1, 2, 4, 8}) {
+      for (const int splits : {0, 1, 2, 3, 4, 8}) {
         cuda::Sm90SmallMTuning t;
         t.splits = splits;
         tunings.push_back(t);
@@ -885,7 +892,7 @@ TEST_F(GpuGemmSm90SmallM, EverySplitCountAndRingDepthAgrees) {
         const auto feasible = [&](int s) { return (total + (total + s - 1) / s - 1) / ((total + s - 1) / s) == s; };
         if (tuning.splits > 0) {
           int want = tuning.splits;
-          while (!feasible(want)) want /= 2;
+          while (!feasible(want)) --want;
           EXPECT_EQ(plan.splits, want) << where.str();
         }
         if (tuning.stages > 0) EXPECT_LE(plan.stages, tuning.stages) << where.str();
@@ -910,7 +917,7 @@ TEST_F(GpuGemmSm90SmallM, EverySplitCountAndRingDepthAgrees) {
 
 // NUMERICS §9 and §7, as for sm80_gemm_smallm: exactly the outputs that read a NaN block are NaN.
 TEST_F(GpuGemmSm90SmallM, NanScaleBlocksMakeExactlyTheirOutputsNan) {
-  for (const int64_t M : {int64_t{7}, int64_t{48}}) {
+  for (const int64_t M : {int64_t{9}, int64_t{48}}) {  // M <= 8 is not this kernel's
     const int64_t N = 272, K = 1024;
     std::vector<float> av = test::sparse_grid(M, K, 41), bv = test::sparse_grid(N, K, 42);
     av[static_cast<size_t>(3 * K + 20)] = std::nanf("");
@@ -941,7 +948,7 @@ TEST_F(GpuGemmSm90SmallM, NanScaleBlocksMakeExactlyTheirOutputsNan) {
   }
 }
 
-// K % 256 != 0 and M > 64 are not this kernel's: selection passes it over naming why.
+// K % 256 != 0, M > 64 and M <= 8 are not this kernel's: selection passes it over naming why.
 TEST_F(GpuGemmSm90SmallM, SelectionNamesWhyItPassesOver) {
   const DeviceInfo& device = default_->device(kGpu);
   const auto reason_for = [&](const SmallCase& c) {
@@ -962,6 +969,8 @@ TEST_F(GpuGemmSm90SmallM, SelectionNamesWhyItPassesOver) {
   c.m = 65;
   c.k = 1024;
   EXPECT_NE(reason_for(c).find("serves M <= 64 (decode); M is 65"), std::string::npos) << reason_for(c);
+  c.m = 8;
+  EXPECT_NE(reason_for(c).find("M = 8 goes to sm80_gemm_smallm's run kernel"), std::string::npos) << reason_for(c);
 }
 
 }  // namespace

@@ -138,13 +138,14 @@ std::string smallm_image_problem(const DeviceInfo& device);
 
 // The small-M (decode) kernel for Hopper (sm90_gemm_smallm.cu), sm_90a, M <= 64: B NVFP4 [N, K] (1D
 // or 2D-scaled) with code and scale rows 16-byte aligned (dense fp4kit tensors are; otherwise
-// kUnsupported), A NVFP4 (1D or row-scaled) or dense BF16, K % 256 == 0, any N >= 1. A CTA of 384
-// threads owns 256 weight rows and one K split; a split count S in {1, 2, 4, 8} runs as clusters of
-// S CTAs that sum their parts in split order through distributed shared memory (deterministic).
-constexpr int kSm90SmallMRows = 256;  // weight rows of a CTA at most (two warpgroups of two 64-row tiles)
+// kUnsupported), A NVFP4 (1D or row-scaled) or dense BF16, K % 256 == 0, any N >= 1. A CTA of 640
+// threads owns 256 (or 128) weight rows and one K split; with several splits the row block's last CTA
+// adds their FP32 sums in split order (deterministic).
+constexpr int kSm90SmallMRows = 256;  // weight rows of a CTA at most (four warpgroups of one 64-row tile)
 constexpr int kSm90SmallMStageK = 256;
-constexpr int kSm90SmallMThreads = 384;
+constexpr int kSm90SmallMThreads = 640;
 constexpr int kSm90SmallMMaxStages = 8;
+constexpr int kSm90SmallMMaxSplits = 8;
 // A stage: `rows` weight rows' codes and scales, then the activations' block values
 // [k_stage / 8][m_pad][8] BF16. The ring follows 128 bytes of alignment slack and precedes the
 // mbarriers (full and empty per stage, a spare, a pad) and the scale table.
@@ -155,25 +156,24 @@ constexpr int64_t sm90_smallm_smem_bytes(int64_t rows, int64_t m_pad, int64_t st
   return 128 + stages * sm90_smallm_stage_bytes(rows, m_pad) + (2 * kSm90SmallMMaxStages + 2) * 8 + 256 * 4;
 }
 struct Sm90SmallMPlan {
-  int rows = 0;              // weight rows per CTA: 128 or 256 (one or two 64-row tiles per warpgroup)
+  int rows = 0;              // weight rows per CTA: 256, or 128 with each stage's chunks split between warpgroups
   int m_pad = 0;             // activation columns of the MMA: M rounded up to 8, 16, 32 or 64
   int stages = 0;            // ring depth
-  int splits = 0;            // K splits (the cluster size)
+  int splits = 0;            // K splits (their sums added by the row block's last CTA)
   int stages_per_split = 0;  // 256-element K stages per split (the last split may have fewer)
   int ctas = 0;
-  int resident_ctas = 0;     // CTAs in clusters of `splits` the device holds at once
+  int resident_ctas = 0;     // CTAs the device holds at once
   int64_t smem_bytes = 0;
 };
 struct Sm90SmallMTuning {
-  int splits = 0;  // 0: chosen; else at most this many (1, 2, 4 or 8, where whole stages split so)
+  int splits = 0;  // 0: chosen; else at most this many (up to kSm90SmallMMaxSplits, where whole stages split so)
   int stages = 0;  // 0: the most the configuration's shared memory holds; else at most this many
   int rows = 0;    // 0: chosen; else 128 or 256
   Sm90SmallMPlan* plan = nullptr;  // receives the plan when set
 };
 // config.stages: the ring depth at 256 rows and M = 64 whose shared memory,
 // sm90_smallm_smem_bytes(256, 64, stages), is the cap the ring stays within (smaller tiles fit
-// deeper rings). Rows and splits minimize the slowest SM's bytes, with the device's cluster
-// occupancy for each split count (cudaOccupancyMaxActiveClusters).
+// deeper rings). Rows and splits minimize the slowest SM's bytes.
 Sm90SmallMPlan plan_sm90_gemm_smallm(int64_t m, int64_t n, int64_t k, const KernelConfig& config, int device,
                                      const Sm90SmallMTuning& tuning = {});
 void launch_sm90_gemm_smallm(int64_t m, int64_t n, int64_t k, const GemmOperandPointers& a, const GemmOperandPointers& b,
@@ -184,10 +184,11 @@ std::string sm90_smallm_image_problem(const DeviceInfo& device);
 // Kernel 1 of the small-M GEMM alone (sm80_gemm_smallm.cu), for the decode kernels that read A's
 // block values prepared: A's rows [M, K] (NVFP4 or dense BF16) as BF16 block values e2m1 * e4m3
 // (exact) in the MMA's K order, [k_pad / 8][m_pad][8] BF16 into `out` (k_pad / 8 * m_pad * 16 bytes,
-// k_pad a multiple of 128; rows >= M and K past k are zeros). Enqueued on `stream`; it lets a
+// k_pad a multiple of 128; rows >= M and K past k are zeros); it also zeroes `zero_words` 32-bit
+// words at `zero` (a dependent kernel's counters, or none). Enqueued on `stream`; it lets a
 // dependent kernel launched with programmatic stream serialization start early (that kernel waits
-// with griddepcontrol.wait before reading `out`).
+// with griddepcontrol.wait before reading what it wrote).
 void launch_smallm_prepare(const GemmOperandPointers& a, int64_t m, int64_t k, int m_pad, int64_t k_pad, void* out,
-                           void* stream);
+                           void* stream, uint32_t* zero = nullptr, int zero_words = 0);
 
 }  // namespace fp4kit::cuda

@@ -276,6 +276,8 @@ struct PrepareArgs {
   int m_pad;              // 8 * m_tiles
   int chunks;             // ceil(K_pad / 128): the buffer covers every split's last stage
   uint32_t* out;          // [chunks * 16][m_pad][4] 32-bit words: the layout of ActRow above
+  uint32_t* zero;         // zero_words words the dependent kernel counts with (or null)
+  int zero_words;
 };
 
 // A warp per (chunk, 8-row group); lane (g, t) handles row 8 * group + g, physical elements
@@ -284,6 +286,7 @@ struct PrepareArgs {
 // stores of one (w, i) fill one 128-byte line). Rows >= M and elements >= K are zeros.
 __global__ void __launch_bounds__(kPrepareThreads) smallm_prepare_kernel(const PrepareArgs p) {
   pdl_launch_dependents();  // the streaming kernel starts its weight loads meanwhile
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < p.zero_words; i += gridDim.x * blockDim.x) p.zero[i] = 0u;
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int groups = p.m_pad / 8;
   const int warps_total = (gridDim.x * blockDim.x) >> 5;
@@ -1430,9 +1433,9 @@ void launch_epilogue(const float* partials, int splits, int64_t m, int64_t n, co
 }  // namespace
 
 void launch_smallm_prepare(const GemmOperandPointers& a, int64_t m, int64_t k, int m_pad, int64_t k_pad, void* out,
-                           void* stream) {
+                           void* stream, uint32_t* zero, int zero_words) {
   PrepareArgs pa{a, static_cast<int>(m), static_cast<int>(k), m_pad, static_cast<int>(k_pad / kChunkK),
-                 static_cast<uint32_t*>(out)};
+                 static_cast<uint32_t*>(out), zero, zero_words};
   const int64_t prepare_warps = int64_t{pa.chunks} * (m_pad / 8);
   const unsigned prepare_grid = static_cast<unsigned>((prepare_warps * 32 + kPrepareThreads - 1) / kPrepareThreads);
   smallm_prepare_kernel<<<prepare_grid, kPrepareThreads, 0, static_cast<cudaStream_t>(stream)>>>(pa);

@@ -20,10 +20,11 @@
 //    2^8). The activations are launch_smallm_prepare's block values in that same K order.
 //  - Per group of four k16 steps a warpgroup decodes its fragments into one of two register
 //    buffers and issues its wgmmas; the next group's decode runs while they do (wait_group 1).
-//  - Split K without a second kernel: the splits of a row block are one thread-block cluster. Each
-//    CTA leaves its FP32 sums in its own shared memory; after a cluster barrier CTA r sums rows
-//    [r * 256 / S, (r + 1) * 256 / S) of every split in split order (deterministic) through
-//    distributed shared memory, applies the contract's epilogue (epilogue.cuh) and writes D.
+//  - Split K without a second kernel: with several splits each CTA stores its FP32 sums and takes a
+//    ticket of its row block; the last to arrive adds the splits' sums in split order
+//    (deterministic), applies the contract's epilogue (epilogue.cuh) and writes D. (Clusters whose
+//    CTAs sum through distributed shared memory were measured slower on the H100: the device holds
+//    30 clusters of 4 such CTAs, not 33, and a second partial wave doubled the time.)
 // The prepare kernel runs first; this kernel is launched with programmatic stream serialization,
 // so its weight copies are in flight before the prepared activations are (griddepcontrol.wait).
 #include <cuda.h>
@@ -58,26 +59,34 @@ constexpr int kStageK = kSm90SmallMStageK;  // K elements per stage
 constexpr int kConsumerThreads = kSm90SmallMThreads - 128;
 constexpr float kAccScale = 256.0f;  // the weights' block values enter the MMA times 2^-8
 
-// A CTA of Tiles 64-row wgmma tiles per consumer warpgroup (Tiles = 1 or 2) with MPad activation
-// columns: its rows, a stage's parts (launch.hpp's formula) and the partial sums' pitch.
-template <int Tiles, int MPad>
+// Four consumer warpgroups of one 64-row wgmma tile each: KGroups = 1 gives a CTA of 256 rows
+// (each warpgroup every chunk of a stage), KGroups = 2 one of 128 rows whose warpgroups split each
+// stage's two 128-element chunks (their sums added in the reduction). With MPad activation
+// columns: a stage's parts (launch.hpp's formula) and the partial sums' pitch.
+constexpr int kConsumerGroups = 4;
+template <int KGroups, int MPad>
 struct Geometry {
-  static constexpr int kRows = 2 * Tiles * 64;
+  static constexpr int kRowGroups = kConsumerGroups / KGroups;  // warpgroups along the rows
+  static constexpr int kRows = kRowGroups * 64;
+  static constexpr int kChunks = 2 / KGroups;  // chunks of a stage per warpgroup
   static constexpr int kChunkBytes = kRows * 64;  // one 128-element chunk of the rows' codes, [kRows][64 B]
   static constexpr int kCodeBytes = 2 * kChunkBytes;
   static constexpr int kScaleBytes = kRows * (kStageK / 16);
   static constexpr int kActBytes = MPad * kStageK * 2;
   static constexpr int kStageBytes = static_cast<int>(sm90_smallm_stage_bytes(kRows, MPad));
   static constexpr int kPartPitch = kRows + 4;  // floats per activation row of the sums (4 more: conflict-free stores)
+  static constexpr int kPartBytes = KGroups * MPad * kPartPitch * 4;
   static_assert(kCodeBytes + kScaleBytes + kActBytes == kStageBytes, "launch.hpp's formula is what a stage holds");
-  static_assert(kRows <= kSm90SmallMRows && kRows <= 256, "a copy box holds at most 256 rows");
+  static_assert(kRows <= kSm90SmallMRows, "a copy box holds at most 256 rows");
+  static_assert(kPartBytes <= 2 * kStageBytes, "the sums fit in a ring of two stages");
 };
 
-// Registers after the split (setmaxnreg): the producer needs few; a consumer thread holds up to 64
-// accumulators, two fragment buffers (64), a chunk's codes (16) and scale pairs (8).
+// Registers after the split (setmaxnreg), within the 640 x 96 the launch bound gives: the producer
+// needs few; a consumer thread holds up to 32 accumulators, two fragment buffers (32), a chunk's
+// codes (8) and scale pairs (4).
 constexpr int kLaunchRegs = (65536 / kSm90SmallMThreads) & ~7;
-constexpr int kProducerRegs = 40;
-constexpr int kConsumerRegs = 232;
+constexpr int kProducerRegs = 24;
+constexpr int kConsumerRegs = 112;
 static_assert(128 * kProducerRegs + kConsumerThreads * kConsumerRegs <= kSm90SmallMThreads * kLaunchRegs,
               "the consumers' registers must come from what warpgroup 0 gives back");
 
@@ -86,6 +95,8 @@ struct Params {
   int stages;            // ring depth (2..kSm90SmallMMaxStages)
   int stages_per_split;  // K stages of a split (the last split may have fewer)
   const uint8_t* act;    // the prepared activations, [K / 8][MPad][8] BF16
+  float* partials;       // splits > 1: [row blocks][splits][MPad][rows] FP32 sums of each split
+  unsigned* tickets;     // splits > 1: [row blocks] arrival counts, zero at launch
   GemmOperandPointers a;  // A's global factors (the epilogue)
   const float* amax_b;
   GemmEpilogue e;
@@ -197,14 +208,13 @@ __device__ __forceinline__ void store_as(void* d, int64_t i, float v) {
 
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
-// Grid (splits, ceil(N / rows)), launched as clusters of (splits, 1, 1): blockIdx.x is the split
-// and the CTA's rank in its cluster.
-template <int Tiles, int MPad>
+// Grid (splits, ceil(N / rows)): blockIdx.x is the split, blockIdx.y the row block.
+template <int KGroups, int MPad>
 __global__ void __launch_bounds__(kSm90SmallMThreads, 1)
     sm90_smallm_kernel(const __grid_constant__ CUtensorMap codes_map, const __grid_constant__ CUtensorMap scales_map,
                        const Params p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using G = Geometry<Tiles, MPad>;
+  using G = Geometry<KGroups, MPad>;
   constexpr int kRows = G::kRows, kStageBytes = G::kStageBytes, kActBytes = G::kActBytes;
   constexpr int kChunkBytes = G::kChunkBytes, kCodeBytes = G::kCodeBytes, kScaleBytes = G::kScaleBytes;
   constexpr int kPartPitch = G::kPartPitch;
@@ -227,9 +237,9 @@ __global__ void __launch_bounds__(kSm90SmallMThreads, 1)
       mbar_init(&empty[s], kConsumerThreads);  // every consumer thread arrives
     }
     mbar_init(spare, kConsumerThreads);
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");  // the copy engine's view of them
   }
-  if (tid >= 128) scale_table[tid - 128] = e4m3_scale_pair<118>(static_cast<uint32_t>(tid - 128));
+  if (tid >= 128 && tid < 128 + 256) scale_table[tid - 128] = e4m3_scale_pair<118>(static_cast<uint32_t>(tid - 128));
   __syncthreads();
 
   if (wg == 0) {
@@ -260,22 +270,24 @@ __global__ void __launch_bounds__(kSm90SmallMThreads, 1)
         activations(st);
       }
     }
-    __syncwarp();
-    cluster_sync();  // the consumers' sums are in shared memory (below)
-    cluster_sync();  // every CTA of the cluster has read them
     return;
   }
 
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kConsumerRegs));
+  // Consumer warpgroup cw: row tile cw % kRowGroups, K group cw / kRowGroups (its chunks of each
+  // stage: all of them with one K group, chunk kg with two).
   const int cw = wg - 1, warp = (tid / 32) % 4, lane = tid % 32, g = lane / 4, t = lane % 4;
-  const int my_row = cw * (Tiles * 64) + warp * 16 + g;  // tile tt, half h: + 64 tt + 8 h
+  const int kg = cw / G::kRowGroups;
+  const int my_row = (cw % G::kRowGroups) * 64 + warp * 16 + g;  // half h: + 8 h
   const uint32_t table = smem_u32(scale_table);
-  float acc[Tiles][MPad / 2];
+  float acc[1][MPad / 2];
 #pragma unroll
-  for (int tt = 0; tt < Tiles; ++tt)
-#pragma unroll
-    for (int i = 0; i < MPad / 2; ++i) acc[tt][i] = 0.0f;
-  uint32_t frag[2][Tiles][4][4];
+  for (int i = 0; i < MPad / 2; ++i) acc[0][i] = 0.0f;
+  uint32_t frag[2][1][4][4];
+  // This lane's bytes of a stage: codes of rows r and r + 8 of its first chunk, their scales.
+  const uint32_t code_offset = kg * kChunkBytes + my_row * 64 + t * 16;
+  const uint32_t scale_offset = kCodeBytes + my_row * (kStageK / 16) + kg * 8 + t * 2;
+  const uint32_t act_offset = kCodeBytes + kScaleBytes + kg * 16 * (MPad * 16);
 
   // NOTE: ptxas serializes the wgmmas (C7513/C7515) when a division or a branch sits between them,
   // or when a path skips them: ring positions advance by selects, and the loop runs at least once
@@ -287,101 +299,134 @@ __global__ void __launch_bounds__(kSm90SmallMThreads, 1)
   do {
     mbar_wait(&full[slot], phase);
     const uint32_t stage = smem_u32(base + slot * kStageBytes);
-    const uint32_t act = stage + kCodeBytes + kScaleBytes;
+    // NOTE: not unrolled: with two chunks in flight the consumers' registers ran out (C7512).
+#pragma unroll 1
+    for (int c = 0; c < G::kChunks; ++c) {
+      uint4 q[1][2];
+      uint32_t scale[1][2][2];
 #pragma unroll
-    for (int c = 0; c < 2; ++c) {
-      uint4 q[Tiles][2];
-      uint32_t scale[Tiles][2][2];
-#pragma unroll
-      for (int tt = 0; tt < Tiles; ++tt) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int r = my_row + tt * 64 + h * 8;
-          q[tt][h] = lds128(stage + c * kChunkBytes + r * 64 + t * 16);
-          const uint32_t s = lds_u16(stage + kCodeBytes + r * (kStageK / 16) + c * 8 + t * 2);
-          scale[tt][h][0] = lds_u32(table + (s & 0xFFu) * 4);
-          scale[tt][h][1] = lds_u32(table + (s >> 8) * 4);
-        }
+      for (int h = 0; h < 2; ++h) {
+        q[0][h] = lds128(stage + code_offset + c * kChunkBytes + h * 8 * 64);
+        const uint32_t s = lds_u16(stage + scale_offset + c * 8 + h * 8 * (kStageK / 16));
+        scale[0][h][0] = lds_u32(table + (s & 0xFFu) * 4);
+        scale[0][h][1] = lds_u32(table + (s >> 8) * 4);
       }
-      const uint32_t chunk_act = act + c * 16 * (MPad * 16);
+      const uint32_t chunk_act = stage + act_offset + c * 16 * (MPad * 16);
       // Each group first waits for the one two back, the last reader of its fragment buffer.
       wgmma_wait<1>();
       pin(frag[0]);
-      mma_group<Tiles, MPad, 0>(acc, frag[0], q, scale, chunk_act);
+      mma_group<1, MPad, 0>(acc, frag[0], q, scale, chunk_act);
       wgmma_wait<1>();
       pin(frag[1]);
       // Every MMA of the previous stage is complete (only this chunk's first group may run): its
-      // buffer goes back to the producer. Every consumer thread arrives (no branch, see above).
-      if (c == 0) mbar_arrive(release);
-      mma_group<Tiles, MPad, 1>(acc, frag[1], q, scale, chunk_act);
+      // buffer goes back to the producer. Every consumer thread arrives, without a branch (see
+      // above): a second chunk arrives on the spare barrier.
+      mbar_arrive(c == 0 ? release : spare);
+      mma_group<1, MPad, 1>(acc, frag[1], q, scale, chunk_act);
     }
     release = &empty[slot];
     slot = slot + 1 == p.stages ? 0 : slot + 1;
     phase ^= slot == 0 ? 1u : 0u;
   } while (++st < n_stages);
   wgmma_wait<0>();
-#pragma unroll
-  for (int tt = 0; tt < Tiles; ++tt) pin(acc[tt]);
+  pin(acc[0]);
 
-  // The sums into this CTA's shared memory, [MPad][kPartPitch] FP32 over the ring (every stage was
-  // consumed: no copy is in flight), once both warpgroups' MMAs are done. Thread (g, t) holds, per
-  // tile and 8-column group i, weight rows g and g + 8 at activation rows 8i + 2t and 8i + 2t + 1.
+  // The sums into this CTA's shared memory, [KGroups][MPad][kPartPitch] FP32 over the ring (every
+  // stage was consumed: no copy is in flight), once every warpgroup's MMAs are done. Thread (g, t)
+  // holds, per 8-column group i, weight rows g and g + 8 at activation rows 8i + 2t and 8i + 2t + 1.
   consumer_barrier();
   float* part = reinterpret_cast<float*>(base);
+  float* mine = part + kg * (MPad * kPartPitch) + my_row;
 #pragma unroll
-  for (int tt = 0; tt < Tiles; ++tt)
+  for (int i = 0; i < MPad / 8; ++i)
 #pragma unroll
-    for (int i = 0; i < MPad / 8; ++i)
+    for (int h = 0; h < 2; ++h)
 #pragma unroll
-      for (int h = 0; h < 2; ++h)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) part[(8 * i + 2 * t + e) * kPartPitch + my_row + tt * 64 + 8 * h] = acc[tt][4 * i + 2 * h + e];
-  cluster_sync();
+      for (int e = 0; e < 2; ++e) mine[(8 * i + 2 * t + e) * kPartPitch + 8 * h] = acc[0][4 * i + 2 * h + e];
+  consumer_barrier();
 
-  // This CTA's share of the row block: every split's sum in split order, times 2^8 (exact), then
-  // the contract's epilogue, D stored along N.
-  const int per = kRows / splits;  // splits divides the rows (the launcher's rule)
+  // The CTA's sums (its K groups in order). One split: they are the result. Several: each CTA
+  // stores them to global memory and takes a ticket; the last of the row block to arrive adds the
+  // splits' sums in split order (deterministic) and writes D.
+  const int ctid = tid - 128, total = p.m * kRows;
+  const auto own_sum = [&](int i) {  // element i = m * kRows + n of this CTA's sums
+    const float* at = part + (i / kRows) * kPartPitch + i % kRows;
+    float v = at[0];
+#pragma unroll
+    for (int q = 1; q < KGroups; ++q) v += at[q * (MPad * kPartPitch)];
+    return v;
+  };
+  const float* sums = nullptr;  // the splits' sums of this row block in global memory, or none
+  if (splits > 1) {
+    float* block = p.partials + int64_t{blockIdx.y} * splits * (MPad * kRows);
+    for (int i = ctid; i < total; i += kConsumerThreads) block[split * (MPad * kRows) + i] = own_sum(i);
+    __threadfence();
+    consumer_barrier();
+    uint32_t* ticket = reinterpret_cast<uint32_t*>(spare + 1);
+    if (ctid == 0) *ticket = atomicAdd(&p.tickets[blockIdx.y], 1u);
+    consumer_barrier();
+    if (*ticket != static_cast<uint32_t>(splits - 1)) return;
+    __threadfence();
+    sums = block;
+  }
+  // In batches of elements whose loads are all issued before any is used (the splits' sums come
+  // from L2: one round trip per batch, not per element).
   const float fb = p.amax_b ? p.amax_b[0] / kGlobalScaleNumerator : 1.0f;
-  for (int i = tid - 128; i < p.m * per; i += kConsumerThreads) {
-    const int m = i / per, nl = split * per + (i - m * per), col = row0 + nl;
-    const float* mine = part + m * kPartPitch + nl;
-    float v = cluster_load_f32(cluster_address(mine, 0));
-    for (int r = 1; r < splits; ++r) v += cluster_load_f32(cluster_address(mine, static_cast<uint32_t>(r)));
-    if (col >= p.n) continue;
-    const float out = gemm_epilogue_value(p.e, gemm_row_alpha(p.a, fb, p.e.alpha, m), v * kAccScale, m, col);
-    const int64_t at = m * p.d_stride + col;
-    switch (p.d_dtype) {
-      case DType::kF32: store_as<float>(p.d, at, out); break;
-      case DType::kF16: store_as<__half>(p.d, at, out); break;
-      default: store_as<__nv_bfloat16>(p.d, at, out); break;
+  constexpr int kBatch = 8;
+  for (int first = ctid; first < total; first += kBatch * kConsumerThreads) {
+    float v[kBatch];
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int i = first + u * kConsumerThreads;
+      v[u] = 0.0f;
+      if (i >= total) continue;
+      if (sums == nullptr) {
+        v[u] = own_sum(i);
+      } else {
+        v[u] = __ldcg(sums + i);
+        for (int r = 1; r < splits; ++r) v[u] += __ldcg(sums + r * (MPad * kRows) + i);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int i = first + u * kConsumerThreads;
+      const int m = i / kRows, col = row0 + (i - m * kRows);
+      if (i >= total || col >= p.n) continue;
+      const float out = gemm_epilogue_value(p.e, gemm_row_alpha(p.a, fb, p.e.alpha, m), v[u] * kAccScale, m, col);
+      const int64_t at_d = m * p.d_stride + col;
+      switch (p.d_dtype) {
+        case DType::kF32: store_as<float>(p.d, at_d, out); break;
+        case DType::kF16: store_as<__half>(p.d, at_d, out); break;
+        default: store_as<__nv_bfloat16>(p.d, at_d, out); break;
+      }
     }
   }
-  cluster_sync();
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }
 
 using Kernel = void (*)(CUtensorMap, CUtensorMap, Params);
 
-template <int Tiles>
+template <int KGroups>
 Kernel kernel_of(int m_pad) {
   switch (m_pad) {
-    case 8: return sm90_smallm_kernel<Tiles, 8>;
-    case 16: return sm90_smallm_kernel<Tiles, 16>;
-    case 32: return sm90_smallm_kernel<Tiles, 32>;
-    default: return sm90_smallm_kernel<Tiles, 64>;
+    case 8: return sm90_smallm_kernel<KGroups, 8>;
+    case 16: return sm90_smallm_kernel<KGroups, 16>;
+    case 32: return sm90_smallm_kernel<KGroups, 32>;
+    default: return sm90_smallm_kernel<KGroups, 64>;
   }
 }
-Kernel kernel_for(int rows, int m_pad) { return rows == 128 ? kernel_of<1>(m_pad) : kernel_of<2>(m_pad); }
+// 256 rows: one K group; 128 rows: two.
+Kernel kernel_for(int rows, int m_pad) { return rows == 128 ? kernel_of<2>(m_pad) : kernel_of<1>(m_pad); }
 
 constexpr const char* kWho = "gemm (sm_90a small-M kernel)";
 
 // The kernel's dynamic shared-memory limit at least `smem` (process-wide CUDA state: it only
-// grows, under a lock), then the clusters of `cluster` CTAs the device holds at once. NOTE: the
-// answers are cached process-wide per (kernel, device, cluster, smem), as the other launchers' are.
-int resident_clusters(Kernel kernel, int device, int cluster, int64_t smem) {
+// grows, under a lock), then the CTAs an SM holds at once. NOTE: the answers are cached
+// process-wide per (kernel, device, smem), as the other launchers' are.
+int resident_per_sm(Kernel kernel, int device, int64_t smem) {
   static std::mutex mutex;
   static std::map<std::pair<const void*, int>, int64_t> limits;
-  static std::map<std::tuple<const void*, int, int, int64_t>, int> known;
+  static std::map<std::tuple<const void*, int, int64_t>, int> known;
   const std::lock_guard<std::mutex> lock(mutex);
   const void* key = reinterpret_cast<const void*>(kernel);
   int64_t& limit = limits[{key, device}];
@@ -390,24 +435,13 @@ int resident_clusters(Kernel kernel, int device, int cluster, int64_t smem) {
                       detail::cat(kWho, ": ", smem, " B of shared memory on device ", device));
     limit = smem;
   }
-  const auto it = known.find({key, device, cluster, smem});
+  const auto it = known.find({key, device, smem});
   if (it != known.end()) return it->second;
-  cudaLaunchAttribute attr{};
-  attr.id = cudaLaunchAttributeClusterDimension;
-  attr.val.clusterDim.x = static_cast<unsigned>(cluster);
-  attr.val.clusterDim.y = 1;
-  attr.val.clusterDim.z = 1;
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(static_cast<unsigned>(cluster), 1, 1);
-  cfg.blockDim = dim3(kSm90SmallMThreads);
-  cfg.dynamicSmemBytes = static_cast<size_t>(smem);
-  cfg.attrs = &attr;
-  cfg.numAttrs = 1;
-  int clusters = 0;
-  FP4KIT_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg),
-                    detail::cat(kWho, ": occupancy of clusters of ", cluster, " at ", smem, " B"));
-  known.emplace(std::make_tuple(key, device, cluster, smem), clusters);
-  return clusters;
+  int ctas = 0;
+  FP4KIT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, kernel, kSm90SmallMThreads, static_cast<size_t>(smem)),
+                    detail::cat(kWho, ": occupancy at ", smem, " B"));
+  known.emplace(std::make_tuple(key, device, smem), ctas);
+  return ctas;
 }
 
 }  // namespace
@@ -417,20 +451,22 @@ Sm90SmallMPlan plan_sm90_gemm_smallm(int64_t m, int64_t n, int64_t k, const Kern
   const int m_pad = m <= 8 ? 8 : m <= 16 ? 16 : m <= 32 ? 32 : 64;
   const int64_t cap = sm90_smallm_smem_bytes(kSm90SmallMRows, 64, config.stages);
   const int64_t total = k / kSm90SmallMStageK;
-  // Split counts: powers of two up to 8 (a portable cluster; they divide the rows of the
-  // reduction) where whole stages split that way; a forced count, or the largest smaller one.
+  int sms = 0;
+  FP4KIT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), kWho);
+  // Split counts up to kSm90SmallMMaxSplits where whole stages split that way (no split empty); a
+  // forced count, or the largest smaller one.
   const auto feasible = [&](int s) {
     const int64_t per = (total + s - 1) / s;
     return (total + per - 1) / per == s;
   };
   std::vector<int> split_counts;
-  for (int s = 1; s <= 8; s *= 2) {
+  for (int s = 1; s <= kSm90SmallMMaxSplits; ++s) {
     if (feasible(s) && (tuning.splits == 0 || s <= tuning.splits)) split_counts.push_back(s);
   }
   if (tuning.splits > 0) split_counts.erase(split_counts.begin(), split_counts.end() - 1);
-  // Cost: the bytes of the slowest SM, waves of resident CTAs times a split's stages (one more
-  // for its first stage's latency and its share of the reduction). Ties go to the larger tile and
-  // fewer splits (measured on the H100: a second partial wave of clusters doubles the time).
+  // Cost: the bytes of the slowest SM, waves of resident CTAs times a split's stages (one more for
+  // its first stage's latency), plus each split's FP32 sums written and read back. Ties go to the
+  // larger tile and fewer splits.
   Sm90SmallMPlan best;
   double best_cost = 0;
   for (const int rows : {256, 128}) {
@@ -443,19 +479,23 @@ Sm90SmallMPlan plan_sm90_gemm_smallm(int64_t m, int64_t n, int64_t k, const Kern
     }
     if (plan.stages == 0) continue;
     plan.smem_bytes = sm90_smallm_smem_bytes(rows, m_pad, plan.stages);
-    const Kernel kernel = kernel_for(rows, m_pad);
+    const int resident = resident_per_sm(kernel_for(rows, m_pad), device, plan.smem_bytes) * sms;
+    if (resident == 0) continue;
     const int64_t row_blocks = (n + rows - 1) / rows;
     for (const int s : split_counts) {
-      const int resident = resident_clusters(kernel, device, s, plan.smem_bytes) * s;
-      if (resident == 0) continue;
-      const int64_t per = (total + s - 1) / s, waves = (row_blocks * s + resident - 1) / resident;
-      const double cost = static_cast<double>(waves * (per + 1)) * static_cast<double>(sm90_smallm_stage_bytes(rows, m_pad));
+      const int64_t per = (total + s - 1) / s, ctas = row_blocks * s, waves = (ctas + resident - 1) / resident;
+      const double sums = s > 1 ? 2.0 * static_cast<double>(s * m_pad * rows * 4) : 0.0;
+      // Rings of fewer than four stages starve the consumers (measured on the H100: 256 rows at
+      // M = 64 with three stages, 66 us where 128 rows with four took 42 us, N = K = 8192).
+      const double starving = plan.stages < 4 ? 4.0 / plan.stages : 1.0;
+      const double cost =
+          static_cast<double>(waves * (per + 1)) * static_cast<double>(sm90_smallm_stage_bytes(rows, m_pad)) * starving + sums;
       if (best.rows == 0 || cost < best_cost) {
         best_cost = cost;
         best = plan;
         best.splits = s;
         best.stages_per_split = static_cast<int>(per);
-        best.ctas = static_cast<int>(row_blocks * s);
+        best.ctas = static_cast<int>(ctas);
         best.resident_ctas = resident;
       }
     }
@@ -484,20 +524,27 @@ void launch_sm90_gemm_smallm(int64_t m, int64_t n, int64_t k, const GemmOperandP
   fail_if(plan.rows == 0, ErrorCode::kInvalidArgument,
           detail::cat("no plan fits: the configuration ", config.name, " (", sm90_smallm_smem_bytes(kSm90SmallMRows, 64, config.stages),
                       " B) and the tuning (rows ", tuning.rows, ", stages ", tuning.stages, ") leave no ring of two stages "
-                      "that the device holds in clusters"));
+                      "that the device holds"));
   const CUtensorMap codes = byte_map(kWho, b.data, n, k / 2, b.data_stride, plan.rows, 64, CU_TENSOR_MAP_SWIZZLE_NONE,
                                      "B's codes");
   const CUtensorMap scales = byte_map(kWho, b.scales, n, k / 16, b.scale_stride, plan.rows, kSm90SmallMStageK / 16,
                                       CU_TENSOR_MAP_SWIZZLE_NONE, "B's scales");
   const Kernel kernel = kernel_for(plan.rows, plan.m_pad);
 
-  // The prepared activations (stream-ordered workspace), then the kernel, which may start early.
+  // One stream-ordered workspace: the prepared activations, then (several splits) the splits' sums
+  // and the row blocks' tickets, which the prepare kernel zeroes (a memset node before it cost ~4 us
+  // at N = K = 8192 on the H100). The prepare kernel, then this one, which may start early: its
+  // consumers take tickets only after data the producer loaded past griddepcontrol.wait.
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  const int64_t row_blocks = (n + plan.rows - 1) / plan.rows;
   const int64_t act_bytes = (k / 8) * plan.m_pad * 16;
-  void* act = nullptr;
-  FP4KIT_CUDA_CHECK(cudaMallocAsync(&act, static_cast<size_t>(act_bytes), s),
-                    detail::cat(kWho, ": workspace for M=", m, " K=", k));
-  launch_smallm_prepare(a, m, k, plan.m_pad, k, act, s);
+  const int64_t sum_bytes = plan.splits > 1 ? row_blocks * plan.splits * plan.m_pad * plan.rows * 4 : 0;
+  const int64_t ticket_bytes = plan.splits > 1 ? row_blocks * 4 : 0;
+  unsigned char* workspace = nullptr;
+  FP4KIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&workspace), static_cast<size_t>(act_bytes + sum_bytes + ticket_bytes), s),
+                    detail::cat(kWho, ": workspace for M=", m, " N=", n, " K=", k));
+  launch_smallm_prepare(a, m, k, plan.m_pad, k, workspace, s, reinterpret_cast<uint32_t*>(workspace + act_bytes + sum_bytes),
+                        static_cast<int>(ticket_bytes / 4));
 
   Params p{};
   p.m = static_cast<int>(m);
@@ -505,40 +552,37 @@ void launch_sm90_gemm_smallm(int64_t m, int64_t n, int64_t k, const GemmOperandP
   p.k = static_cast<int>(k);
   p.stages = plan.stages;
   p.stages_per_split = plan.stages_per_split;
-  p.act = static_cast<const uint8_t*>(act);
+  p.act = workspace;
+  p.partials = sum_bytes > 0 ? reinterpret_cast<float*>(workspace + act_bytes) : nullptr;  // act_bytes % 256 == 0
+  p.tickets = ticket_bytes > 0 ? reinterpret_cast<unsigned*>(workspace + act_bytes + sum_bytes) : nullptr;
   p.a = a;
   p.amax_b = b.amax;
   p.e = epilogue;
   p.d = d;
   p.d_dtype = d_dtype;
   p.d_stride = d_stride;
-  cudaLaunchAttribute attrs[2]{};
-  attrs[0].id = cudaLaunchAttributeClusterDimension;
-  attrs[0].val.clusterDim.x = static_cast<unsigned>(plan.splits);
-  attrs[0].val.clusterDim.y = 1;
-  attrs[0].val.clusterDim.z = 1;
-  attrs[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attrs[1].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchAttribute pdl{};
+  pdl.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  pdl.val.programmaticStreamSerializationAllowed = 1;
   cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(static_cast<unsigned>(plan.splits), static_cast<unsigned>((n + plan.rows - 1) / plan.rows));
+  cfg.gridDim = dim3(static_cast<unsigned>(plan.splits), static_cast<unsigned>(row_blocks));
   cfg.blockDim = dim3(kSm90SmallMThreads);
   cfg.dynamicSmemBytes = static_cast<size_t>(plan.smem_bytes);
   cfg.stream = s;
-  cfg.attrs = attrs;
-  cfg.numAttrs = 2;
+  cfg.attrs = &pdl;
+  cfg.numAttrs = 1;
   const cudaError_t launched = cudaLaunchKernelEx(&cfg, kernel, codes, scales, p);
   if (launched != cudaSuccess) {
-    cudaFreeAsync(act, s);
+    cudaFreeAsync(workspace, s);
     FP4KIT_CUDA_CHECK(launched, detail::cat(kWho, ": M=", m, " N=", n, " K=", k, " (", plan.rows, " rows x ", plan.m_pad,
-                                            " activation columns, ",
-                                            plan.splits, " splits of ", plan.stages_per_split, " stages, ring of ", plan.stages,
-                                            ", ", plan.smem_bytes, " B shared memory)"));
+                                            " activation columns, ", plan.splits, " splits of ", plan.stages_per_split,
+                                            " stages, ring of ", plan.stages, ", ", plan.smem_bytes, " B shared memory)"));
   }
-  FP4KIT_CUDA_CHECK(cudaFreeAsync(act, s), detail::cat(kWho, ": workspace"));
+  FP4KIT_CUDA_CHECK(cudaFreeAsync(workspace, s), detail::cat(kWho, ": workspace"));
 }
 
 std::string sm90_smallm_image_problem(const DeviceInfo& device) {
-  return kernel_image_problem(reinterpret_cast<const void*>(sm90_smallm_kernel<2, 8>), device.index, "sm_90a small-M GEMM kernel");
+  return kernel_image_problem(reinterpret_cast<const void*>(sm90_smallm_kernel<1, 8>), device.index, "sm_90a small-M GEMM kernel");
 }
 
 }  // namespace fp4kit::cuda

@@ -1,4 +1,4 @@
-// src/cuda/gemm/sm90_sync.cuh: the sm_90 copy-engine, mbarrier, wgmma-group and cluster primitives
+// src/cuda/gemm/sm90_sync.cuh: the sm_90 copy-engine, mbarrier, wgmma-group and grid-dependency primitives
 // the Hopper GEMM kernels share (sm90_gemm_nvfp4, sm90_gemm_smallm), written once as inline PTX.
 // Device code for sm_90a only: include it where __CUDA_ARCH_FEAT_SM90_ALL guards the kernels.
 #pragma once
@@ -59,24 +59,6 @@ __device__ __forceinline__ void bulk_load(void* dst, const void* src, uint32_t b
                    smem_u32(dst)),
                "l"(src), "r"(bytes), "r"(smem_u32(bar))
                : "memory");
-}
-
-// Every thread of every CTA of the cluster (a CTA launched without one is a cluster of one): the
-// shared-memory writes before it are visible to the cluster's reads after it.
-__device__ __forceinline__ void cluster_sync() {
-  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
-}
-
-// The shared::cluster address of `p` (a shared address of this CTA) in the cluster's CTA `rank`.
-__device__ __forceinline__ uint32_t cluster_address(const void* p, uint32_t rank) {
-  uint32_t out;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(out) : "r"(smem_u32(p)), "r"(rank));
-  return out;
-}
-__device__ __forceinline__ float cluster_load_f32(uint32_t address) {
-  float v;
-  asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(address) : "memory");
-  return v;
 }
 
 // Programmatic dependent launch: wait for the grids this one depends on (their memory visible).
