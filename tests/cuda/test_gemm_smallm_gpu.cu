@@ -25,6 +25,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -486,6 +487,57 @@ class GpuGemmSmallM : public test::GpuFixture {
               << host_seconds << " s\n" << std::defaultfloat;
   }
 
+  // One launcher result: the bound (equality on grid inputs), the same bytes from a second call,
+  // and agreement with the reference plan's result (which it becomes when there is none yet).
+  void expect_plan_result(const SmallCase& c, const HostSide& h, DType out, const std::vector<uint8_t>& d,
+                          const std::vector<uint8_t>& again, const std::string& where,
+                          std::optional<std::vector<uint8_t>>& reference, const char* reference_name) {
+    expect_oracle(c, h, out, d, where);
+    EXPECT_TRUE(again == d) << c.describe() << ", " << where << ": a second call gave other bytes";
+    if (reference) {
+      expect_agree(c, h, out, d, *reference, reference_name);
+    } else {
+      reference = d;
+    }
+  }
+
+  // NUMERICS §9: a block holding a NaN has scale byte 0x7F; §7: exactly the outputs that read it
+  // are NaN (0 * NaN is NaN), every other output is the oracle's; for each M, with the forced kernel.
+  void expect_nan_blocks_exact(std::initializer_list<int64_t> ms) {
+    for (const int64_t M : ms) {
+      const int64_t N = 272, K = 1024;
+      std::vector<float> av = test::sparse_grid(M, K, 41), bv = test::sparse_grid(N, K, 42);
+      av[static_cast<size_t>(3 * K + 20)] = std::nanf("");      // A row 3, block 1
+      av[static_cast<size_t>(5 * K + 1000)] = INFINITY;         // A row 5, block 62
+      bv[static_cast<size_t>(200 * K + 300)] = -std::nanf("");  // B row 200, block 18
+      HostMatrix a(M, K, av), b(N, K, bv);
+      const Nvfp4Tensor qa = quantize(a.view(), QuantParams{}, Target::cpu());
+      const Nvfp4Tensor qb = quantize(b.view(), QuantParams{}, Target::cpu());
+      ASSERT_EQ(test::scale(qa.rowwise(), 3, 1), kE4m3Nan);
+      ASSERT_EQ(test::scale(qa.rowwise(), 5, 62), kE4m3Nan);
+      ASSERT_EQ(test::scale(qb.rowwise(), 200, 18), kE4m3Nan);
+      HostMatrix oracle(M, N);
+      GemmOptions o64;
+      o64.accumulation = Accumulation::kF64;
+      gemm(GemmOperand::quantized(qa), GemmOperand::quantized(qb), oracle.view(), o64, Target::cpu());
+      const DeviceOperand da = to_device(HostOperand{qa, std::nullopt}), db = to_device(HostOperand{qb, std::nullopt});
+      const std::vector<uint8_t> d = run(da, db, DType::kF32, M, N, GemmOptions{}, mine_.get(), kPoison);
+      int64_t wrong = 0;
+      for (int64_t m = 0; m < M; ++m) {
+        for (int64_t n = 0; n < N; ++n) {
+          const bool want_nan = m == 3 || m == 5 || n == 200;
+          ASSERT_EQ(std::isnan(oracle.get(m, n)), want_nan) << "the oracle itself at " << m << "," << n;
+          const float got = element(d, DType::kF32, static_cast<size_t>(m * N + n));
+          const bool ok = want_nan ? std::isnan(got) : float_bits(got) == float_bits(oracle.get(m, n));
+          if (!ok && wrong++ < 6) {
+            ADD_FAILURE() << "M=" << M << " (" << m << ", " << n << "): got " << got << ", oracle " << oracle.get(m, n);
+          }
+        }
+      }
+      EXPECT_EQ(wrong, 0) << "M=" << M;
+    }
+  }
+
   std::string variant_ = kVariant;  // the kernel the suite forces
   std::unique_ptr<Context> mine_, portable_, default_;
 };
@@ -667,56 +719,16 @@ TEST_F(GpuGemmSmallM, EveryPathAndSplitCountAgrees) {
         if (splits == 0 && tuning.stages == 0 && cc_major == 9 && cc_minor == 0) {
           std::cout << c.describe() << ": " << where.str() << "\n";
         }
-        expect_oracle(c, h, out, d, where.str());
-        const std::vector<uint8_t> again = run_launcher(a, b, out, c.m, c.n, c.k, e, tuning, kPoisonAgain);
-        EXPECT_TRUE(again == d) << c.describe() << ", " << where.str() << ": a second call gave other bytes";
-        if (reference) {
-          expect_agree(c, h, out, d, *reference, "the first plan (mma.sync, automatic splits)");
-        } else {
-          reference = d;
-        }
+        expect_plan_result(c, h, out, d, run_launcher(a, b, out, c.m, c.n, c.k, e, tuning, kPoisonAgain), where.str(),
+                           reference, "the first plan (mma.sync, automatic splits)");
       }
       return true;
     });
   }
 }
 
-// NUMERICS §9: a block holding a NaN has scale byte 0x7F; §7: exactly the outputs that read it are
-// NaN (0 * NaN is NaN), every other output is the oracle's. Both MMA paths (M = 7, M = 48).
-TEST_F(GpuGemmSmallM, NanScaleBlocksMakeExactlyTheirOutputsNan) {
-  for (const int64_t M : {int64_t{7}, int64_t{48}}) {
-    const int64_t N = 272, K = 1024;
-    std::vector<float> av = test::sparse_grid(M, K, 41), bv = test::sparse_grid(N, K, 42);
-    av[static_cast<size_t>(3 * K + 20)] = std::nanf("");      // A row 3, block 1
-    av[static_cast<size_t>(5 * K + 1000)] = INFINITY;         // A row 5, block 62
-    bv[static_cast<size_t>(200 * K + 300)] = -std::nanf("");  // B row 200, block 18
-    HostMatrix a(M, K, av), b(N, K, bv);
-    const Nvfp4Tensor qa = quantize(a.view(), QuantParams{}, Target::cpu());
-    const Nvfp4Tensor qb = quantize(b.view(), QuantParams{}, Target::cpu());
-    ASSERT_EQ(test::scale(qa.rowwise(), 3, 1), kE4m3Nan);
-    ASSERT_EQ(test::scale(qa.rowwise(), 5, 62), kE4m3Nan);
-    ASSERT_EQ(test::scale(qb.rowwise(), 200, 18), kE4m3Nan);
-    HostMatrix oracle(M, N);
-    GemmOptions o64;
-    o64.accumulation = Accumulation::kF64;
-    gemm(GemmOperand::quantized(qa), GemmOperand::quantized(qb), oracle.view(), o64, Target::cpu());
-    const DeviceOperand da = to_device(HostOperand{qa, std::nullopt}), db = to_device(HostOperand{qb, std::nullopt});
-    const std::vector<uint8_t> d = run(da, db, DType::kF32, M, N, GemmOptions{}, mine_.get(), kPoison);
-    int64_t wrong = 0;
-    for (int64_t m = 0; m < M; ++m) {
-      for (int64_t n = 0; n < N; ++n) {
-        const bool want_nan = m == 3 || m == 5 || n == 200;
-        ASSERT_EQ(std::isnan(oracle.get(m, n)), want_nan) << "the oracle itself at " << m << "," << n;
-        const float got = element(d, DType::kF32, static_cast<size_t>(m * N + n));
-        const bool ok = want_nan ? std::isnan(got) : float_bits(got) == float_bits(oracle.get(m, n));
-        if (!ok && wrong++ < 6) {
-          ADD_FAILURE() << "M=" << M << " (" << m << ", " << n << "): got " << got << ", oracle " << oracle.get(m, n);
-        }
-      }
-    }
-    EXPECT_EQ(wrong, 0) << "M=" << M;
-  }
-}
+// NUMERICS §9 and §7 (expect_nan_blocks_exact): both MMA paths (M = 7, M = 48).
+TEST_F(GpuGemmSmallM, NanScaleBlocksMakeExactlyTheirOutputsNan) { expect_nan_blocks_exact({7, 48}); }
 
 // M = 65 is not decode: selection passes the kernel over, naming why, and forcing it is an error
 // that names the same reason.
@@ -901,52 +913,16 @@ TEST_F(GpuGemmSm90SmallM, EverySplitCountAndRingDepthAgrees) {
         EXPECT_GE(int64_t{plan.splits} * plan.stages_per_split * cuda::kSm90SmallMStageK, c.k) << where.str();
         EXPECT_LT(int64_t{plan.splits - 1} * plan.stages_per_split * cuda::kSm90SmallMStageK, c.k)
             << where.str() << ": every split has a stage";
-        expect_oracle(c, h, out, d, where.str());
-        const std::vector<uint8_t> again = run_sm90(a, b, out, c.m, c.n, c.k, e, tuning, kPoisonAgain);
-        EXPECT_TRUE(again == d) << c.describe() << ", " << where.str() << ": a second call gave other bytes";
-        if (reference) {
-          expect_agree(c, h, out, d, *reference, "the automatic plan");
-        } else {
-          reference = d;
-        }
+        expect_plan_result(c, h, out, d, run_sm90(a, b, out, c.m, c.n, c.k, e, tuning, kPoisonAgain), where.str(), reference,
+                           "the automatic plan");
       }
       return true;
     });
   }
 }
 
-// NUMERICS §9 and §7, as for sm80_gemm_smallm: exactly the outputs that read a NaN block are NaN.
-TEST_F(GpuGemmSm90SmallM, NanScaleBlocksMakeExactlyTheirOutputsNan) {
-  for (const int64_t M : {int64_t{9}, int64_t{48}}) {  // M <= 8 is not this kernel's
-    const int64_t N = 272, K = 1024;
-    std::vector<float> av = test::sparse_grid(M, K, 41), bv = test::sparse_grid(N, K, 42);
-    av[static_cast<size_t>(3 * K + 20)] = std::nanf("");
-    av[static_cast<size_t>(5 * K + 1000)] = INFINITY;
-    bv[static_cast<size_t>(200 * K + 300)] = -std::nanf("");
-    HostMatrix a(M, K, av), b(N, K, bv);
-    const Nvfp4Tensor qa = quantize(a.view(), QuantParams{}, Target::cpu());
-    const Nvfp4Tensor qb = quantize(b.view(), QuantParams{}, Target::cpu());
-    HostMatrix oracle(M, N);
-    GemmOptions o64;
-    o64.accumulation = Accumulation::kF64;
-    gemm(GemmOperand::quantized(qa), GemmOperand::quantized(qb), oracle.view(), o64, Target::cpu());
-    const DeviceOperand da = to_device(HostOperand{qa, std::nullopt}), db = to_device(HostOperand{qb, std::nullopt});
-    const std::vector<uint8_t> d = run(da, db, DType::kF32, M, N, GemmOptions{}, mine_.get(), kPoison);
-    int64_t wrong = 0;
-    for (int64_t m = 0; m < M; ++m) {
-      for (int64_t n = 0; n < N; ++n) {
-        const bool want_nan = m == 3 || m == 5 || n == 200;
-        ASSERT_EQ(std::isnan(oracle.get(m, n)), want_nan) << "the oracle itself at " << m << "," << n;
-        const float got = element(d, DType::kF32, static_cast<size_t>(m * N + n));
-        const bool ok = want_nan ? std::isnan(got) : float_bits(got) == float_bits(oracle.get(m, n));
-        if (!ok && wrong++ < 6) {
-          ADD_FAILURE() << "M=" << M << " (" << m << ", " << n << "): got " << got << ", oracle " << oracle.get(m, n);
-        }
-      }
-    }
-    EXPECT_EQ(wrong, 0) << "M=" << M;
-  }
-}
+// NUMERICS §9 and §7, as for sm80_gemm_smallm (M <= 8 is not this kernel's).
+TEST_F(GpuGemmSm90SmallM, NanScaleBlocksMakeExactlyTheirOutputsNan) { expect_nan_blocks_exact({9, 48}); }
 
 // K % 256 != 0, M > 64 and M <= 8 are not this kernel's: selection passes it over naming why.
 TEST_F(GpuGemmSm90SmallM, SelectionNamesWhyItPassesOver) {

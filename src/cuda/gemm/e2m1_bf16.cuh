@@ -59,4 +59,30 @@ __device__ __forceinline__ Pairs4 e2m1_pairs(uint32_t w) {
   return {{e2m1_pair<0>(w), e2m1_pair<1>(w), e2m1_pair<2>(w), e2m1_pair<3>(w)}};
 }
 
+// Word W (0..3) of a 16-byte vector.
+template <int W>
+__device__ __forceinline__ uint32_t word_of(const uint4& q) {
+  static_assert(W >= 0 && W < 4, "a uint4 has four words");
+  if constexpr (W == 0) return q.x;
+  if constexpr (W == 1) return q.y;
+  if constexpr (W == 2) return q.z;
+  return q.w;
+}
+
+// The small-M kernels' weight fragment (the m16n8k16 / wgmma A layout) of k16 step J (0..7) of a
+// 128-element chunk, from a lane's 16 code bytes of rows g (lo) and g + 8 (hi): a[0], a[2] from row g
+// (pairs 2(J%2) and 2(J%2)+1 of word J/2), a[1], a[3] from row g + 8, each times its row's scale
+// pair for the step's block (scale_lo/hi[J / 4]: the lane's blocks 2t and 2t + 1).
+template <int J>
+__device__ __forceinline__ void chunk_fragment(uint32_t (&a)[4], const uint4& lo, const uint4& hi,
+                                               const uint32_t (&scale_lo)[2], const uint32_t (&scale_hi)[2]) {
+  static_assert(J >= 0 && J < 8, "a 128-element chunk has eight k16 steps");
+  const uint32_t w0 = word_of<J / 2>(lo), w1 = word_of<J / 2>(hi);
+  constexpr int kLo = 2 * (J % 2);
+  a[0] = mul_bf16x2(e2m1_pair<kLo>(w0), scale_lo[J / 4]);
+  a[1] = mul_bf16x2(e2m1_pair<kLo>(w1), scale_hi[J / 4]);
+  a[2] = mul_bf16x2(e2m1_pair<kLo + 1>(w0), scale_lo[J / 4]);
+  a[3] = mul_bf16x2(e2m1_pair<kLo + 1>(w1), scale_hi[J / 4]);
+}
+
 }  // namespace fp4kit::cuda

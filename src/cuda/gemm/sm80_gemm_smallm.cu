@@ -138,14 +138,6 @@ __device__ __forceinline__ uint32_t e4m3x2_scaled(uint32_t s) {
   return v | is_nan * 0x7FC0u;
 }
 
-template <int W>
-__device__ __forceinline__ uint32_t word_of(const uint4& q) {
-  if constexpr (W == 0) return q.x;
-  if constexpr (W == 1) return q.y;
-  if constexpr (W == 2) return q.z;
-  return q.w;
-}
-
 // Scale bytes of rows that are not 8-byte aligned (the synchronous path).
 __device__ __forceinline__ uint32_t ldg_u8(const uint8_t* p) {
   uint32_t v;
@@ -508,12 +500,7 @@ __device__ __forceinline__ void read_weights(WeightRegs<S>& f, uint32_t stage_sm
 template <class S, int J>
 __device__ __forceinline__ void weight_fragment(uint32_t (&a)[4], const WeightRegs<S>& f, const uint32_t (&scale)[2][2],
                                                 int rt) {
-  const uint32_t w0 = word_of<J / 2>(f.q[rt][0]), w1 = word_of<J / 2>(f.q[rt][1]);
-  constexpr int kLo = 2 * (J % 2);
-  a[0] = mul_bf16x2(e2m1_pair<kLo>(w0), scale[0][J / 4]);
-  a[1] = mul_bf16x2(e2m1_pair<kLo>(w1), scale[1][J / 4]);
-  a[2] = mul_bf16x2(e2m1_pair<kLo + 1>(w0), scale[0][J / 4]);
-  a[3] = mul_bf16x2(e2m1_pair<kLo + 1>(w1), scale[1][J / 4]);
+  chunk_fragment<J>(a, f.q[rt][0], f.q[rt][1], scale[0], scale[1]);
 }
 
 // The two block scales of each half of a row tile, each as a BF16 pair (both halves equal).

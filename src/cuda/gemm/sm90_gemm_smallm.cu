@@ -123,33 +123,12 @@ __device__ __forceinline__ uint32_t lds_u32(uint32_t addr) {
   return v;
 }
 
-template <int W>
-__device__ __forceinline__ uint32_t word_of(const uint4& q) {
-  if constexpr (W == 0) return q.x;
-  if constexpr (W == 1) return q.y;
-  if constexpr (W == 2) return q.z;
-  return q.w;
-}
-
 // The activation tile of one k16 step: K-major, no swizzle; core matrices (8 activation rows x 16
 // bytes) contiguous, 128 bytes apart along N (SBO) and MPad * 16 bytes apart along K (LBO).
 template <int MPad>
 __device__ __forceinline__ uint64_t act_descriptor(uint32_t smem_addr) {
   constexpr uint64_t kLbo = (MPad * 16) >> 4, kSbo = 128 >> 4;
   return static_cast<uint64_t>((smem_addr & 0x3FFFFu) >> 4) | (kLbo << 16) | (kSbo << 32);
-}
-
-// The weight fragment of k16 step J (0..7) of a chunk for one tile: a[0], a[2] from row g (pairs
-// 2(J%2) and 2(J%2)+1 of code word J/2), a[1], a[3] from row g + 8, times their block's scale pair
-// (block 2t for steps 0-3, 2t + 1 for 4-7).
-template <int J>
-__device__ __forceinline__ void weight_fragment(uint32_t (&a)[4], const uint4 (&q)[2], const uint32_t (&scale)[2][2]) {
-  const uint32_t w0 = word_of<J / 2>(q[0]), w1 = word_of<J / 2>(q[1]);
-  constexpr int kLo = 2 * (J % 2);
-  a[0] = mul_bf16x2(e2m1_pair<kLo>(w0), scale[0][J / 4]);
-  a[1] = mul_bf16x2(e2m1_pair<kLo>(w1), scale[1][J / 4]);
-  a[2] = mul_bf16x2(e2m1_pair<kLo + 1>(w0), scale[0][J / 4]);
-  a[3] = mul_bf16x2(e2m1_pair<kLo + 1>(w1), scale[1][J / 4]);
 }
 
 template <int N>
@@ -174,10 +153,10 @@ __device__ __forceinline__ void mma_group(float (&acc)[Tiles][MPad / 2], uint32_
                                           uint32_t chunk_act) {
 #pragma unroll
   for (int tt = 0; tt < Tiles; ++tt) {
-    weight_fragment<4 * H + 0>(frag[tt][0], q[tt], scale[tt]);
-    weight_fragment<4 * H + 1>(frag[tt][1], q[tt], scale[tt]);
-    weight_fragment<4 * H + 2>(frag[tt][2], q[tt], scale[tt]);
-    weight_fragment<4 * H + 3>(frag[tt][3], q[tt], scale[tt]);
+    chunk_fragment<4 * H + 0>(frag[tt][0], q[tt][0], q[tt][1], scale[tt][0], scale[tt][1]);
+    chunk_fragment<4 * H + 1>(frag[tt][1], q[tt][0], q[tt][1], scale[tt][0], scale[tt][1]);
+    chunk_fragment<4 * H + 2>(frag[tt][2], q[tt][0], q[tt][1], scale[tt][0], scale[tt][1]);
+    chunk_fragment<4 * H + 3>(frag[tt][3], q[tt][0], q[tt][1], scale[tt][0], scale[tt][1]);
   }
   // Every input of the group's MMAs is computed before its first one (ptxas serializes wgmmas whose
   // inputs are defined between them, C7513): the pins keep the compiler from sinking the decode.
