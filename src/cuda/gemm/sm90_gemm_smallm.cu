@@ -8,11 +8,13 @@
 //    MMA's A operand (64 rows per warpgroup and tile, decoded in registers: m64nNk16 with A from
 //    registers), the activations are its B operand (N = M rounded up to 8, 16, 32 or 64) in shared
 //    memory.
-//  - A CTA owns 256 weight rows and one K slice (its split). Warpgroup 0's first thread streams,
-//    per 256-element K stage, the rows' codes (two boxes of [256 rows][64 B], one per 128-element
-//    chunk: a warp's 16-byte reads of 8 rows x 64 B are conflict-free), their scales ([256][16 B])
-//    and the stage's prepared activations (one contiguous bulk copy) into a ring of shared-memory
-//    stages completing on mbarriers. Warpgroups 1 and 2 each own two 64-row tiles.
+//  - A CTA owns a row block and one K slice (its split). Warpgroup 0's first thread streams, per
+//    256-element K stage, the rows' codes (two boxes of [rows][64 B], one per 128-element chunk: a
+//    warp's 16-byte reads of 8 rows x 64 B are conflict-free), their scales ([rows][16 B]) and the
+//    stage's prepared activations (one contiguous bulk copy) into a ring of shared-memory stages
+//    completing on mbarriers. Four consumer warpgroups own one 64-row wgmma tile each: 256 rows,
+//    or 128 rows with each stage's two chunks split between pairs of them (more CTAs where the
+//    row blocks are few; the two halves' sums are added in the reduction).
 //  - K order and decode are the chunk kernel's (sm80_gemm_smallm.cu): lane t of a quad reads 16
 //    code bytes (32 elements) of a row per 128-element chunk; the pairs come from e2m1_pair (3
 //    integer operations per two elements) times a shared-table scale pair (scale * 2^118: the
@@ -62,7 +64,7 @@ constexpr float kAccScale = 256.0f;  // the weights' block values enter the MMA 
 // Four consumer warpgroups of one 64-row wgmma tile each: KGroups = 1 gives a CTA of 256 rows
 // (each warpgroup every chunk of a stage), KGroups = 2 one of 128 rows whose warpgroups split each
 // stage's two 128-element chunks (their sums added in the reduction). With MPad activation
-// columns: a stage's parts (launch.hpp's formula) and the partial sums' pitch.
+// columns: a stage's parts (launch.hpp's formula) and the pitch of the sums in shared memory.
 constexpr int kConsumerGroups = 4;
 template <int KGroups, int MPad>
 struct Geometry {
