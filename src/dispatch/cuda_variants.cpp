@@ -177,9 +177,9 @@ void register_cuda_variants(Registry& registry) {
 
   // Backend 3 on Hopper: the sm_90a small-M kernel serves the same decode problems (K % 256 == 0) with
   // the bulk tensor copy engine, wgmma and split K summed by each row block's last CTA (no second
-  // kernel); it outranks sm80_gemm_smallm, which keeps the other GPUs, K and budgets. A
-  // configuration is the ring depth at M = 64 (its shared memory is the cap; smaller activation
-  // tiles fit deeper rings within it).
+  // kernel); it outranks sm80_gemm_smallm, which keeps M <= 8, the other GPUs, K and budgets. A
+  // configuration is the ring depth at 256 rows and M = 64 (its shared memory is the cap; 128-row
+  // blocks and smaller activation tiles fit deeper rings within it).
   KernelVariant smallm90 = cuda_variant("sm90_gemm_smallm", OpKind::kGemm,
                                         "small-M (decode) GEMM for Hopper: NVFP4 weights bulk-copied and decoded in "
                                         "registers, wgmma with the activations in shared memory, split K summed in split "
