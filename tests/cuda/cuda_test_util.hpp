@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -72,6 +73,21 @@ bool guarded(const std::string& label, F&& check) {
   } catch (const std::exception& e) {
     ADD_FAILURE() << label << ": threw " << e.what();
     return false;
+  }
+}
+
+// check(c, seed) for each case under guarded() (labelled c.describe()), the seeds `seed`, seed + 10,
+// ...; after `max_failing` failing cases a failure naming `what` stops the run.
+template <class Case, class Check>
+void run_guarded_cases(const std::vector<Case>& cases, const char* what, uint64_t seed, int max_failing, const Check& check) {
+  int failing = 0;
+  for (const Case& c : cases) {
+    const bool ok = guarded(c.describe(), [&] { return check(c, seed); });
+    seed += 10;
+    if (!ok && ++failing >= max_failing) {
+      ADD_FAILURE() << what << ": stopping after " << failing << " failing cases (of " << cases.size() << ")";
+      break;
+    }
   }
 }
 

@@ -606,20 +606,11 @@ class GpuGemm : public test::GpuFixture {
   // Every case: its host side, then its GPU checks; prints the host seconds.
   void run_cases(const std::vector<GemmCase>& cases, const char* what) {
     double host_seconds = 0;
-    int failing = 0;
-    uint64_t seed = 100;
-    for (const GemmCase& c : cases) {
-      const bool ok = guarded(c.describe(), [&] {
-        const HostSide h = prepare(c, seed);
-        host_seconds += h.seconds;
-        return check_case(c, h);
-      });
-      seed += 10;
-      if (!ok && ++failing >= kMaxFailingCases) {
-        ADD_FAILURE() << what << ": stopping after " << failing << " failing cases (of " << cases.size() << ")";
-        break;
-      }
-    }
+    test::run_guarded_cases(cases, what, 100, kMaxFailingCases, [&](const GemmCase& c, uint64_t seed) {
+      const HostSide h = prepare(c, seed);
+      host_seconds += h.seconds;
+      return check_case(c, h);
+    });
     std::cout << what << ": " << cases.size() << " cases, host side (inputs, quantization, oracle, bound) "
               << std::fixed << std::setprecision(2) << host_seconds << " s on one thread; backend runs:";
     for (const auto& [name, count] : runs_) std::cout << " " << name << " " << count;

@@ -469,22 +469,27 @@ class GpuGemmSmallM : public test::GpuFixture {
 
   void run_cases(const std::vector<SmallCase>& cases, const char* what) {
     double host_seconds = 0;
-    uint64_t seed = 500;
-    int failing = 0;
-    for (const SmallCase& c : cases) {
-      const bool ok = guarded(c.describe(), [&] {
-        const HostSide h = prepare(c, seed);
-        host_seconds += h.seconds;
-        return check_case(c, h);
-      });
-      seed += 10;
-      if (!ok && ++failing >= 8) {
-        ADD_FAILURE() << what << ": stopping after " << failing << " failing cases";
-        break;
-      }
-    }
+    test::run_guarded_cases(cases, what, 500, 8, [&](const SmallCase& c, uint64_t seed) {
+      const HostSide h = prepare(c, seed);
+      host_seconds += h.seconds;
+      return check_case(c, h);
+    });
     std::cout << what << ": " << cases.size() << " cases, host side " << std::fixed << std::setprecision(2)
               << host_seconds << " s\n" << std::defaultfloat;
+  }
+
+  // A launcher test's case on the device: the operands and the epilogue (alpha, an F32 bias).
+  struct LauncherCase {
+    DeviceOperand a, b;
+    GpuMatrix bias;
+    cuda::GemmEpilogue e;
+  };
+  LauncherCase launcher_case(const SmallCase& c, const HostSide& h) {
+    LauncherCase l{to_device(h.a), to_device(h.b), upload(HostMatrix(1, c.n, h.bias, DType::kF32)), {}};
+    l.e.alpha = c.alpha;
+    l.e.bias = l.bias.mem.get();
+    l.e.bias_dtype = DType::kF32;
+    return l;
   }
 
   // One launcher result: the bound (equality on grid inputs), the same bytes from a second call,
@@ -652,13 +657,8 @@ TEST_F(GpuGemmSmallM, EveryPathAndSplitCountAgrees) {
   for (const SmallCase& c : cases) {
     guarded(c.describe(), [&] {
       const HostSide h = prepare(c, seed += 10);
-      const DeviceOperand a = to_device(h.a), b = to_device(h.b);
+      const LauncherCase l = launcher_case(c, h);
       const DType out = DType::kF32;
-      cuda::GemmEpilogue e;
-      e.alpha = c.alpha;
-      const GpuMatrix bias = upload(HostMatrix(1, c.n, h.bias, DType::kF32));
-      e.bias = bias.mem.get();
-      e.bias_dtype = DType::kF32;
       std::optional<std::vector<uint8_t>> reference;
       // Both MMA paths with automatic and forced split counts, ring depths from 2 up, each kernel forced.
       std::vector<cuda::SmallMTuning> tunings;
@@ -690,7 +690,7 @@ TEST_F(GpuGemmSmallM, EveryPathAndSplitCountAgrees) {
         const int splits = tuning.splits;
         cuda::SmallMPlan plan;
         tuning.plan = &plan;
-        const std::vector<uint8_t> d = run_launcher(a, b, out, c.m, c.n, c.k, e, tuning, kPoison);
+        const std::vector<uint8_t> d = run_launcher(l.a, l.b, out, c.m, c.n, c.k, l.e, tuning, kPoison);
         std::ostringstream where;
         where << (plan.run ? "run kernel" : "chunk kernel") << (plan.prepared ? " (prepared A)" : "")
               << (plan.fused_epilogue ? " writing D" : "") << ", " << (plan.wgmma ? "wgmma" : "mma.sync") << ", "
@@ -719,7 +719,7 @@ TEST_F(GpuGemmSmallM, EveryPathAndSplitCountAgrees) {
         if (splits == 0 && tuning.stages == 0 && cc_major == 9 && cc_minor == 0) {
           std::cout << c.describe() << ": " << where.str() << "\n";
         }
-        expect_plan_result(c, h, out, d, run_launcher(a, b, out, c.m, c.n, c.k, e, tuning, kPoisonAgain), where.str(),
+        expect_plan_result(c, h, out, d, run_launcher(l.a, l.b, out, c.m, c.n, c.k, l.e, tuning, kPoisonAgain), where.str(),
                            reference, "the first plan (mma.sync, automatic splits)");
       }
       return true;
@@ -859,13 +859,8 @@ TEST_F(GpuGemmSm90SmallM, EverySplitCountAndRingDepthAgrees) {
   for (const SmallCase& c : cases) {
     guarded(c.describe(), [&] {
       const HostSide h = prepare(c, seed += 10);
-      const DeviceOperand a = to_device(h.a), b = to_device(h.b);
+      const LauncherCase l = launcher_case(c, h);
       const DType out = DType::kF32;
-      cuda::GemmEpilogue e;
-      e.alpha = c.alpha;
-      const GpuMatrix bias = upload(HostMatrix(1, c.n, h.bias, DType::kF32));
-      e.bias = bias.mem.get();
-      e.bias_dtype = DType::kF32;
       std::optional<std::vector<uint8_t>> reference;
       std::vector<cuda::Sm90SmallMTuning> tunings;
       for (const int splits : {0, 1, 2, 3, 4, 8}) {
@@ -890,7 +885,7 @@ TEST_F(GpuGemmSm90SmallM, EverySplitCountAndRingDepthAgrees) {
       for (cuda::Sm90SmallMTuning tuning : tunings) {
         cuda::Sm90SmallMPlan plan;
         tuning.plan = &plan;
-        const std::vector<uint8_t> d = run_sm90(a, b, out, c.m, c.n, c.k, e, tuning, kPoison);
+        const std::vector<uint8_t> d = run_sm90(l.a, l.b, out, c.m, c.n, c.k, l.e, tuning, kPoison);
         std::ostringstream where;
         where << plan.rows << " rows x " << plan.m_pad << " activation columns, " << plan.splits << " splits of "
               << plan.stages_per_split << " stages, ring of " << plan.stages << ", " << plan.ctas << " CTAs ("
@@ -913,7 +908,7 @@ TEST_F(GpuGemmSm90SmallM, EverySplitCountAndRingDepthAgrees) {
         EXPECT_GE(int64_t{plan.splits} * plan.stages_per_split * cuda::kSm90SmallMStageK, c.k) << where.str();
         EXPECT_LT(int64_t{plan.splits - 1} * plan.stages_per_split * cuda::kSm90SmallMStageK, c.k)
             << where.str() << ": every split has a stage";
-        expect_plan_result(c, h, out, d, run_sm90(a, b, out, c.m, c.n, c.k, e, tuning, kPoisonAgain), where.str(), reference,
+        expect_plan_result(c, h, out, d, run_sm90(l.a, l.b, out, c.m, c.n, c.k, l.e, tuning, kPoisonAgain), where.str(), reference,
                            "the automatic plan");
       }
       return true;
