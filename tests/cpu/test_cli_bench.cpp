@@ -90,7 +90,7 @@ TEST(CliBench, GemmHelpNamesCeilingsMethodAndTargets) {
   const CliRun r = run_cli("bench gemm --help");
   ASSERT_EQ(r.status, 0) << r.err;
   for (const char* piece : {"cuBLASLt BF16 x BF16", "E4M3 x E4M3", "FP32 compute", "W4A4", "W4A16",
-                            "every CUDA GEMM variant", "plain selection", "twice the L2", "its own CUDA events",
+                            "every CUDA GEMM variant", "plain selection", "one read of B's NVFP4 codes and scales", "twice the L2", "its own CUDA events",
                             "gemm_dequant_cublaslt", "NUMERICS 7 bound", "a mismatch exits 1", "sm90_gemm_nvfp4",
                             ">= 0.90x cuBLAS BF16 throughput", "M <= 64", ">= 2.5x faster than cuBLAS BF16",
                             "8192x8192x8192", "16384x4096x14336", "1x28672x8192", "64x28672x8192"}) {
@@ -253,6 +253,16 @@ TEST(CliBench, GemmJsonOnGpu) {
     EXPECT_GT(bf16_us, 0.0);
     EXPECT_NEAR(bf16["tflops"].get<double>(), flop / (bf16_us * 1e6), 1e-9 * flop / (bf16_us * 1e6));
     EXPECT_TRUE(e["ceiling"]["cublaslt_fp8"].contains("available"));
+    // Decode shapes: one read of B's NVFP4 codes and scales, the weight stream's ceiling.
+    EXPECT_EQ(e["ceiling"].contains("nvfp4_weight_read"), si == 1);
+    if (si == 1) {
+      const Json& read = e["ceiling"]["nvfp4_weight_read"];
+      ASSERT_EQ(read["available"], true);
+      const double read_us = read["median_us"].get<double>();
+      EXPECT_GT(read_us, 0.0);
+      EXPECT_NEAR(read["ratio_to_cublas_bf16"].get<double>(), bf16_us / read_us, 1e-9 * bf16_us / read_us);
+      EXPECT_TRUE(contains(read["kernel"].get<std::string>(), "read-only kernel: 288 KiB")) << read["kernel"];
+    }
     // One entry per variant and mode, in registry order, W4A4 first.
     ASSERT_EQ(e["fp4kit"].size(), 2 * variants.size());
     for (std::size_t i = 0; i < e["fp4kit"].size(); ++i) {

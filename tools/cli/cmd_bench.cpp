@@ -54,6 +54,8 @@
 #if defined(FP4KIT_HAVE_CUDA)
 #include <cublasLt.h>
 #include <cuda_runtime.h>
+
+#include "cuda/common/read_ceiling.hpp"
 #endif
 
 namespace fp4kit::cli {
@@ -979,8 +981,8 @@ const char* gemm_mode_name(GemmMode m) { return m == GemmMode::kW4A4 ? "w4a4" : 
 
 // One line of a shape: a ceiling, a forced variant in one mode, or plain selection.
 struct GemmLine {
-  std::string path;      // "cuBLAS bf16", "cuBLASLt fp8", a variant name, "selected"
-  std::string mode;      // "bf16", "fp8", "w4a4", "w4a16"
+  std::string path;      // "cuBLAS bf16", "cuBLASLt fp8", "B's NVFP4 bytes", a variant name, "selected"
+  std::string mode;      // "bf16", "fp8", "read" (ceilings), "w4a4", "w4a16"
   bool ran = false;
   std::string reason;    // why it did not run
   std::string kernel;    // "variant [config]", or cuBLASLt's
@@ -1217,6 +1219,26 @@ void run_gemm_bench(const GemmBenchArgs& args) {
       result.lines.push_back(l);
     }
 
+    // Decode shapes: the weight stream's ceiling, one read of B's NVFP4 codes and scales (every
+    // decode GEMM must move them once) by a read-only kernel, after the same flush.
+    if (is_decode(sh)) {
+      GemmLine l = line("B's NVFP4 bytes", "read");
+      const Nvfp4Part& w = qb.rowwise();
+      const void* buffers[2] = {w.data.data, w.scales.data};
+      const std::size_t sizes[2] = {w.data.nbytes(), w.scales.nbytes()};
+      Buffer sink(256, gpu);
+      l.timing = time_gemm(s, flush, args.iters,
+                           [&] { fp4kit::cuda::read_buffers(buffers, sizes, 2, static_cast<unsigned*>(sink.data()), s); });
+      l.ran = true;
+      l.check = "-";
+      const double bytes = static_cast<double>(sizes[0] + sizes[1]);
+      l.kernel = "read-only kernel: " + iec(static_cast<int64_t>(bytes)) + " at " + fixed(bytes / (l.timing.median_us * 1e6), 2) +
+                 " TB/s (the TFLOP/s a GEMM taking this time would reach)";
+      finish(l, bf16_us);
+      progress(sh, l);
+      result.lines.push_back(l);
+    }
+
     for (const GemmMode mode : {GemmMode::kW4A4, GemmMode::kW4A16}) {
       const Problem problem = gemm_problem(sh, mode);
       const GemmOperand op_a = mode == GemmMode::kW4A4 ? GemmOperand::quantized(qa) : GemmOperand::matrix(a_view);
@@ -1333,7 +1355,7 @@ void run_gemm_bench(const GemmBenchArgs& args) {
       v.goal = "fastest fp4kit GEMM >= " + fixed(kDecodeTarget, 1) + "x faster than cuBLAS bf16";
       v.threshold = kDecodeTarget;
       for (const GemmLine& l : result.lines) {
-        if (!l.ran || l.mismatch || l.mode == "bf16" || l.mode == "fp8" || l.path == "selected") continue;
+        if (!l.ran || l.mismatch || l.mode == "bf16" || l.mode == "fp8" || l.mode == "read" || l.path == "selected") continue;
         if (l.vs_bf16 > v.value) {
           v.value = l.vs_bf16;
           v.by = l.mode + " " + l.kernel;
@@ -1412,14 +1434,14 @@ void run_gemm_bench(const GemmBenchArgs& args) {
         Json ceiling = Json::object(), fp4 = Json::array(), selected = Json::object();
         for (const GemmLine& l : r.lines) {
           Json x;
-          if (l.mode == "bf16" || l.mode == "fp8") {
+          if (l.mode == "bf16" || l.mode == "fp8" || l.mode == "read") {
             x = l.ran ? timing_json(l) : Json{{"available", false}, {"reason", l.reason}};
             if (l.ran) {
               x["available"] = true;
               x["kernel"] = l.kernel;
               x["ratio_to_cublas_bf16"] = l.vs_bf16;
             }
-            ceiling[l.mode == "bf16" ? "cublas_bf16" : "cublaslt_fp8"] = x;
+            ceiling[l.mode == "bf16" ? "cublas_bf16" : l.mode == "fp8" ? "cublaslt_fp8" : "nvfp4_weight_read"] = x;
             continue;
           }
           x = {{"variant", l.path == "selected" ? Json(nullptr) : Json(l.path)}, {"mode", l.mode}, {"ran", l.ran}};
@@ -1582,7 +1604,8 @@ void add_bench_command(CLI::App& app) {
       "gemm", "Time every CUDA NVFP4 GEMM variant (W4A4 and W4A16) and plain selection against cuBLAS BF16 and FP8");
   gemm_cmd->footer(
       std::string("Per shape (MxNxK, D[M, N] = A[M, K] . B[N, K]^T, bf16 output): the ceilings, cuBLASLt BF16 x BF16 and "
-                  "E4M3 x E4M3 (FP32 compute, both operands K-major), then every CUDA GEMM variant of this build forced "
+                  "E4M3 x E4M3 (FP32 compute, both operands K-major) and, for decode shapes, one read of B's NVFP4 codes "
+                  "and scales by a read-only kernel (the weight stream's ceiling), then every CUDA GEMM variant of this build forced "
                   "in turn (an infeasible one shows its reason), W4A4 (A quantized 1D on the GPU from random bf16) and "
                   "W4A16 (A bf16), B quantized 2D, then what plain selection picks. Each run is timed alone with its own "
                   "CUDA events after a write of twice the L2; the median of up to --iters runs after warm-up (fewer where "
