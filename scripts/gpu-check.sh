@@ -131,8 +131,10 @@ if "bench_gemm" in report:  # per shape: the ceilings and target, then each fp4k
         fp8 = c["cublaslt_fp8"]
         fp8 = f"{fp8['median_us']:.1f} us" if fp8.get("available") else "n/a"
         value = "-" if t["value"] is None else f"{t['value']:.2f}x"
+        read = c.get("nvfp4_weight_read")  # decode shapes: the weight stream's ceiling
+        read = f", B read {read['median_us']:.1f} us ({read['ratio_to_cublas_bf16']:.2f}x)" if read else ""
         print(f"  {s['m']}x{s['n']}x{s['k']}: bf16 {c['cublas_bf16']['median_us']:.1f} us "
-              f"({c['cublas_bf16']['tflops']:.0f} TFLOP/s), fp8 {fp8}; target {value} "
+              f"({c['cublas_bf16']['tflops']:.0f} TFLOP/s), fp8 {fp8}{read}; target {value} "
               f"{'met' if t['met'] else 'MISSED'} {t['note']}")
         ran = [x for x in r["fp4kit"] if x["ran"]]
         for x in ran:
