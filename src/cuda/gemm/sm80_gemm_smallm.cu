@@ -1259,10 +1259,9 @@ struct Plan {
 //   - each split writes and the epilogue reads M x N FP32 partials, and the epilogue kernel's
 //     launch costs `epilogue_bytes`; with `one_split_writes_d`, one split has neither;
 //   - each wave pays a start-up latency (~0.7 us of loads in flight before the first bytes land);
-//   - each CTA pays `cta_bytes` (its first stage's wait, its table fill and its tail). The run
-//     kernel's CTAs are short: two splits at M = 1, N = 28672 measured 10% slower than one while
-//     its table fill was word by word, and 1.7% (W4A4) and 0.5% (W4A16) faster once it went in
-//     16-byte pieces (H100, 3 runs each, 74.7-74.9 vs 75.9-76.5 us): one weight stage per CTA.
+//   - each CTA pays `cta_bytes` (its first stage's wait and its tail: with the run kernel's short
+//     CTAs, two splits at M = 1, N = 28672 measured 10% slower than one, not the 5% faster that the
+//     terms above predict).
 // Ties go to fewer splits.
 int64_t choose_splits(int64_t m, int64_t n, int64_t k, int64_t units, int64_t row_blocks, int64_t slots,
                       bool one_split_writes_d, double cta_bytes, const SmallMTuning& tuning) {
@@ -1404,7 +1403,7 @@ std::optional<Plan> make_run_plan(int64_t m, int64_t n, int64_t k, const GemmOpe
   const int64_t units = (k + geo.stage_k - 1) / geo.stage_k;  // K in whole stages (the last may be short)
   const int64_t row_blocks = (n + geo.rows - 1) / geo.rows;
   const int64_t slots = int64_t{sm_count_of(device)} * info.ctas_per_sm;
-  const double cta_bytes = static_cast<double>(smallm_weight_stage_bytes(geo.rows, geo.stage_k));
+  const double cta_bytes = 1.5 * static_cast<double>(smallm_weight_stage_bytes(geo.rows, geo.stage_k));
   const int64_t best_splits = choose_splits(m, n, k, units, row_blocks, slots, true, cta_bytes, tuning);
   const int64_t per = (units + best_splits - 1) / best_splits;
   info.splits = static_cast<int>((units + per - 1) / per);
