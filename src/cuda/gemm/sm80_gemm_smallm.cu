@@ -1261,7 +1261,10 @@ struct Plan {
 //   - each wave pays a start-up latency (~0.7 us of loads in flight before the first bytes land);
 //   - each CTA pays `cta_bytes` (its first stage's wait and its tail: with the run kernel's short
 //     CTAs, two splits at M = 1, N = 28672 measured 10% slower than one, not the 5% faster that the
-//     terms above predict).
+//     terms above predict). Measured again once its table fill went in 16-byte pieces: two splits
+//     0.5-1.7% faster there, but one weight stage per CTA (instead of 1.5) also moves M = 1,
+//     N = 8192 to three splits, 31 us against 26 (its 256 CTAs fill under one wave of the 396 slots,
+//     and the weight term above overstates that): kept at 1.5.
 // Ties go to fewer splits.
 int64_t choose_splits(int64_t m, int64_t n, int64_t k, int64_t units, int64_t row_blocks, int64_t slots,
                       bool one_split_writes_d, double cta_bytes, const SmallMTuning& tuning) {
