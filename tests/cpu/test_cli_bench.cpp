@@ -90,7 +90,8 @@ TEST(CliBench, GemmHelpNamesCeilingsMethodAndTargets) {
   const CliRun r = run_cli("bench gemm --help");
   ASSERT_EQ(r.status, 0) << r.err;
   for (const char* piece : {"cuBLASLt BF16 x BF16", "E4M3 x E4M3", "FP32 compute", "W4A4", "W4A16",
-                            "every CUDA GEMM variant", "plain selection", "one read of B's NVFP4 codes and scales", "twice the L2", "its own CUDA events",
+                            "every CUDA GEMM variant", "plain selection", "one read of B's NVFP4 codes and scales",
+                            "twice the L2", "its own CUDA events",
                             "gemm_dequant_cublaslt", "NUMERICS 7 bound", "a mismatch exits 1", "sm90_gemm_nvfp4",
                             ">= 0.90x cuBLAS BF16 throughput", "M <= 64", ">= 2.5x faster than cuBLAS BF16",
                             "8192x8192x8192", "16384x4096x14336", "1x28672x8192", "64x28672x8192"}) {

@@ -59,8 +59,8 @@ void read_buffers(const void* const* buffers, const std::size_t* bytes, int coun
   ReadArgs a{};
   for (int i = 0; i < count; ++i) {
     if (reinterpret_cast<uintptr_t>(buffers[i]) % 16 != 0 || bytes[i] % 16 != 0) {
-      detail::fail(ErrorCode::kInvalidArgument,
-                   detail::cat("read_buffers: buffer ", i, " must be 16-byte aligned with a size multiple of 16 (", bytes[i], " B)"));
+      detail::fail(ErrorCode::kInvalidArgument, detail::cat("read_buffers: buffer ", i, " must be 16-byte aligned with a size ",
+                                                            "multiple of 16 (", bytes[i], " B)"));
     }
     a.buffer[i] = static_cast<const uint4*>(buffers[i]);
     a.pieces[i] = static_cast<int64_t>(bytes[i] / 16);
