@@ -508,18 +508,20 @@ class GpuGemmSmallM : public test::GpuFixture {
 
   // NUMERICS §9: a block holding a NaN has scale byte 0x7F; §7: exactly the outputs that read it
   // are NaN (0 * NaN is NaN), every other output is the oracle's; for each M, with the forced kernel.
+  // A's NaN rows are 3 and 5 (M = 1: a NaN block in row 0, every output NaN but for the B row's).
   void expect_nan_blocks_exact(std::initializer_list<int64_t> ms) {
     for (const int64_t M : ms) {
       const int64_t N = 272, K = 1024;
+      const int64_t row_a = M > 5 ? 3 : 0, row_b = M > 5 ? 5 : -1;
       std::vector<float> av = test::sparse_grid(M, K, 41), bv = test::sparse_grid(N, K, 42);
-      av[static_cast<size_t>(3 * K + 20)] = std::nanf("");      // A row 3, block 1
-      av[static_cast<size_t>(5 * K + 1000)] = INFINITY;         // A row 5, block 62
-      bv[static_cast<size_t>(200 * K + 300)] = -std::nanf("");  // B row 200, block 18
+      av[static_cast<size_t>(row_a * K + 20)] = std::nanf("");                 // A row 3 (or 0), block 1
+      if (row_b >= 0) av[static_cast<size_t>(row_b * K + 1000)] = INFINITY;  // A row 5, block 62
+      bv[static_cast<size_t>(200 * K + 300)] = -std::nanf("");                 // B row 200, block 18
       HostMatrix a(M, K, av), b(N, K, bv);
       const Nvfp4Tensor qa = quantize(a.view(), QuantParams{}, Target::cpu());
       const Nvfp4Tensor qb = quantize(b.view(), QuantParams{}, Target::cpu());
-      ASSERT_EQ(test::scale(qa.rowwise(), 3, 1), kE4m3Nan);
-      ASSERT_EQ(test::scale(qa.rowwise(), 5, 62), kE4m3Nan);
+      ASSERT_EQ(test::scale(qa.rowwise(), row_a, 1), kE4m3Nan);
+      if (row_b >= 0) ASSERT_EQ(test::scale(qa.rowwise(), row_b, 62), kE4m3Nan);
       ASSERT_EQ(test::scale(qb.rowwise(), 200, 18), kE4m3Nan);
       HostMatrix oracle(M, N);
       GemmOptions o64;
@@ -530,7 +532,7 @@ class GpuGemmSmallM : public test::GpuFixture {
       int64_t wrong = 0;
       for (int64_t m = 0; m < M; ++m) {
         for (int64_t n = 0; n < N; ++n) {
-          const bool want_nan = m == 3 || m == 5 || n == 200;
+          const bool want_nan = m == row_a || m == row_b || n == 200;
           ASSERT_EQ(std::isnan(oracle.get(m, n)), want_nan) << "the oracle itself at " << m << "," << n;
           const float got = element(d, DType::kF32, static_cast<size_t>(m * N + n));
           const bool ok = want_nan ? std::isnan(got) : float_bits(got) == float_bits(oracle.get(m, n));
@@ -727,8 +729,9 @@ TEST_F(GpuGemmSmallM, EveryPathAndSplitCountAgrees) {
   }
 }
 
-// NUMERICS §9 and §7 (expect_nan_blocks_exact): both MMA paths (M = 7, M = 48).
-TEST_F(GpuGemmSmallM, NanScaleBlocksMakeExactlyTheirOutputsNan) { expect_nan_blocks_exact({7, 48}); }
+// NUMERICS §9 and §7 (expect_nan_blocks_exact): the run kernel with one activation row (M = 1: its
+// lanes share the row's decode) and with several (M = 7), and the wgmma path (M = 48).
+TEST_F(GpuGemmSmallM, NanScaleBlocksMakeExactlyTheirOutputsNan) { expect_nan_blocks_exact({1, 7, 48}); }
 
 // M = 65 is not decode: selection passes the kernel over, naming why, and forcing it is an error
 // that names the same reason.
