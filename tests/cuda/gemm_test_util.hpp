@@ -20,6 +20,11 @@
 
 namespace fp4kit::test {
 
+// Output fills before a GEMM call: NaN in f32, bf16 and f16 (an unwritten element cannot pass),
+// and a finite pattern for the repeated call.
+constexpr uint8_t kPoison = 0xFF;
+constexpr uint8_t kPoisonAgain = 0x5A;
+
 // A host tensor's bytes into a device tensor of the same size (both dense).
 inline void copy_to_device(const TensorView& dst, const TensorView& src) {
   if (src.nbytes() == 0) return;

@@ -65,10 +65,10 @@ using test::checked_values;
 using test::copy_to_device;
 using test::element;
 using test::guarded;
+using test::kPoison;
+using test::kPoisonAgain;
 using test::oracle_in;
 
-constexpr uint8_t kPoison = 0xFF;       // NaN in every output dtype: an unwritten element cannot pass
-constexpr uint8_t kPoisonAgain = 0x5A;  // a finite pattern for the repeated call
 constexpr int64_t kSmallBudget = 101376;
 // The fused sm_90a kernel: it must run wherever it can (checked on sm_90 devices).
 constexpr const char* kSm90Variant = "sm90_gemm_nvfp4";

@@ -60,13 +60,13 @@ using test::checked_values;
 using test::copy_to_device;
 using test::element;
 using test::guarded;
+using test::kPoison;
+using test::kPoisonAgain;
 using test::oracle_in;
 
 constexpr const char* kVariant = "sm80_gemm_smallm";
 constexpr const char* kSm90Variant = "sm90_gemm_smallm";
 constexpr const char* kPortable = "gemm_dequant_cublaslt";
-constexpr uint8_t kPoison = 0xFF;       // NaN in f32, bf16 and f16: an unwritten element cannot pass
-constexpr uint8_t kPoisonAgain = 0x5A;  // a finite pattern for the repeated call
 
 enum class AForm : uint8_t { k1D, kRowScaled, kBf16 };
 enum class BForm : uint8_t { k1D, k2D };
