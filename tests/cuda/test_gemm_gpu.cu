@@ -814,6 +814,47 @@ TEST_F(GpuGemm, NanScaleBlocksMakeExactlyTheirOutputsNan) {
   EXPECT_EQ(wrong, 0);
 }
 
+// D need not be dense: a row stride that breaks every vector alignment (N + 3 elements) and a start
+// one element past an allocation both give exactly the dense D's values, and the elements between
+// the rows stay untouched (the fused kernel's epilogue then writes element by element).
+TEST_F(GpuGemm, StridedAndMisalignedOutputsMatchTheDenseOne) {
+  GemmCase c;
+  c.m = 200;  // a partial M tile
+  c.n = 272;  // a multiple of 16, not of any tile width
+  c.k = 512;
+  c.values = Values::kGrid;
+  const HostSide h = prepare(c, 77);
+  const DeviceOperand a = to_device(h.a), b = to_device(h.b);
+  for (DType out : {DType::kBF16, DType::kF32}) {
+    for (const auto& [name, ctx] : serving(gemm_problem(c, out))) {
+      const std::string label = c.describe() + ", d " + dtype_name(out) + ", " + name;
+      const std::vector<uint8_t> dense = run(a, b, out, c.m, c.n, GemmOptions{}, ctx, kPoison);
+      const size_t es = dtype_size(out);
+      const int64_t stride = c.n + 3;
+      const size_t bytes = static_cast<size_t>(c.m * stride + 1) * es;
+      DevicePtr d = device_alloc(bytes);
+      FP4KIT_CUDA_OK(cudaMemsetAsync(d.get(), kPoison, bytes, stream()));
+      gemm(a.op(), b.op(), TensorView::matrix(static_cast<uint8_t*>(d.get()) + es, out, c.m, c.n, kGpu, stride), {},
+           target(ctx));
+      sync();
+      const std::vector<uint8_t> got = download(d.get(), bytes);
+      int64_t wrong = 0, touched = 0;
+      for (int64_t r = 0; r < c.m; ++r) {
+        const uint8_t* row = got.data() + static_cast<size_t>(r * stride + 1) * es;
+        if (std::memcmp(row, dense.data() + static_cast<size_t>(r * c.n) * es, static_cast<size_t>(c.n) * es) != 0 &&
+            wrong++ < 4) {
+          ADD_FAILURE() << label << ": row " << r << " differs from the dense D's";
+        }
+        const uint8_t* gap = row + static_cast<size_t>(c.n) * es;  // the 3 elements after the row
+        touched += std::count_if(gap, gap + 3 * es, [](uint8_t v) { return v != kPoison; });
+      }
+      touched += std::count_if(got.begin(), got.begin() + static_cast<std::ptrdiff_t>(es), [](uint8_t v) { return v != kPoison; });
+      EXPECT_EQ(wrong, 0) << label;
+      EXPECT_EQ(touched, 0) << label << ": bytes outside D were written";
+    }
+  }
+}
+
 // On a GPU, N must be a multiple of 16 (include/fp4kit/ops.hpp): any other N is a kShapeMismatch
 // before selection, naming N, with D left unwritten.
 TEST_F(GpuGemm, NNotAMultipleOf16IsAClearError) {

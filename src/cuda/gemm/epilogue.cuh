@@ -43,4 +43,10 @@ __device__ __forceinline__ float gemm_epilogue_value(const GemmEpilogue& e, floa
   return v;
 }
 
+// Whether gemm_epilogue_value reduces to row_alpha * acc (no C, no bias): kernels branch on it once
+// instead of per element.
+__device__ __forceinline__ bool gemm_epilogue_is_scale_only(const GemmEpilogue& e) {
+  return e.beta == 0.0f && e.bias == nullptr;
+}
+
 }  // namespace fp4kit::cuda

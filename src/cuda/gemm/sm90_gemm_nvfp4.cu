@@ -20,6 +20,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstring>
 #include <type_traits>
 
@@ -67,7 +68,7 @@ struct Sm90GemmParams {
   int64_t d_stride;
   GemmEpilogue epilogue;
   int tiles_m, tiles_n;
-  bool pair_stores;  // d and its row stride allow one store per two neighbouring columns
+  bool vector_stores;  // d and its row stride are 16-byte aligned: the epilogue writes 16 bytes per lane
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -292,30 +293,65 @@ __global__ void __launch_bounds__(kSm90Threads, 1)
   pin(frag[1]);
 
   // Epilogue: thread (g, t) of warp w holds, per 8-column group j, rows a_row and a_row + 8 at
-  // columns 8j + 2t and 8j + 2t + 1 (acc[4j + 2h], acc[4j + 2h + 1] for row a_row + 8h).
+  // columns 8j + 2t and 8j + 2t + 1 (acc[4j + 2h], acc[4j + 2h + 1] for row a_row + 8h). Each warp
+  // rounds its 16 rows into its own staging tile in the shared memory the main loop no longer
+  // needs, then writes them out a whole row segment per instruction. (Stored straight from the
+  // fragments, a warp's store covered 16 bytes of each of 8 rows: traced, that epilogue took 11 us
+  // of every tile, a fifth of the tile's time at K = 4096.)
+  using Staging = Sm90EpilogueStaging<TileN, OutT>;
+  static_assert(Staging::kWarpBytes * (kConsumerThreads / 32) <= offsetof(Smem, a_scales),
+                "the staging tiles fit in the value buffers and the code ring");
+  consumer_barrier();  // both warpgroups' MMAs have retired: no one reads the value buffers or the ring any more
+  uint8_t* staging = reinterpret_cast<uint8_t*>(&sm) + (ctid / 32) * Staging::kWarpBytes;
   const float fb = gemm_global_factor(p.b, 0);
+  // `value(ra, acc, row, col)`: the output before rounding. Instantiated twice: the general
+  // epilogue's per-element tests of beta, bias and their dtypes made it ~7000 instructions.
+  const int cols_left = static_cast<int>(min(p.n - col0, static_cast<int64_t>(TileN)));
+  const auto stage = [&](auto value) {
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int64_t row = row0 + a_row + 8 * h;
-    if (row >= p.m) continue;
-    const float ra = gemm_row_alpha(p.a, fb, p.epilogue.alpha, row);
-    OutT* drow = static_cast<OutT*>(p.d) + row * p.d_stride;
+    for (int h = 0; h < 2; ++h) {
+      const int64_t row = row0 + a_row + 8 * h;
+      if (row >= p.m) continue;
+      const float ra = gemm_row_alpha(p.a, fb, p.epilogue.alpha, row);
+      uint8_t* srow = staging + (g + 8 * h) * Staging::kPitch;
 #pragma unroll
-    for (int j = 0; j < TileN / 8; ++j) {
-      const int64_t col = col0 + 8 * j + 2 * t;
-      if (col >= p.n) continue;  // N % 16 == 0: col + 1 < N too
-      const OutT v0 = from_float<OutT>(gemm_epilogue_value(p.epilogue, ra, acc[4 * j + 2 * h] * kAccScale, row, col));
-      const OutT v1 =
-          from_float<OutT>(gemm_epilogue_value(p.epilogue, ra, acc[4 * j + 2 * h + 1] * kAccScale, row, col + 1));
-      if (p.pair_stores) {
+      for (int j = 0; j < TileN / 8; ++j) {
+        if (8 * j >= cols_left) continue;  // N % 16 == 0: a group of 8 columns is wholly in or out
+        const int64_t col = col0 + 8 * j + 2 * t;
         struct alignas(2 * sizeof(OutT)) Pair {
           OutT v[2];
         };
-        *reinterpret_cast<Pair*>(drow + col) = Pair{{v0, v1}};
-      } else {
-        drow[col] = v0;
-        drow[col + 1] = v1;
+        *reinterpret_cast<Pair*>(srow + (8 * j + 2 * t) * sizeof(OutT)) =
+            Pair{{from_float<OutT>(value(ra, acc[4 * j + 2 * h] * kAccScale, row, col)),
+                  from_float<OutT>(value(ra, acc[4 * j + 2 * h + 1] * kAccScale, row, col + 1))}};
       }
+    }
+  };
+  if (gemm_epilogue_is_scale_only(p.epilogue)) {
+    stage([](float ra, float v, int64_t, int64_t) { return ra * v; });
+  } else {
+    stage([&](float ra, float v, int64_t row, int64_t col) { return gemm_epilogue_value(p.epilogue, ra, v, row, col); });
+  }
+  __syncwarp();
+  const int64_t first_row = row0 + a_row - g;  // the warp's 16 rows
+  OutT* d = static_cast<OutT*>(p.d);
+  if (p.vector_stores) {
+    // 16 bytes per lane; N % 16 == 0, so a 16-byte piece is wholly inside or outside the columns.
+    static_assert(16 * Staging::kRowPieces % 32 == 0, "whole passes of the warp");
+#pragma unroll
+    for (int pass = 0; pass < 16 * Staging::kRowPieces / 32; ++pass) {
+      const int i = pass * 32 + lane, r = i / Staging::kRowPieces, c = i % Staging::kRowPieces;
+      const int64_t row = first_row + r, col = col0 + c * Staging::kPieceElems;
+      if (row < p.m && col < p.n) {
+        *reinterpret_cast<uint4*>(d + row * p.d_stride + col) =
+            *reinterpret_cast<const uint4*>(staging + r * Staging::kPitch + 16 * c);
+      }
+    }
+  } else {
+    for (int i = lane; i < 16 * TileN; i += 32) {
+      const int r = i / TileN, c = i % TileN;
+      const int64_t row = first_row + r, col = col0 + c;
+      if (row < p.m && col < p.n) d[row * p.d_stride + col] = *reinterpret_cast<const OutT*>(staging + r * Staging::kPitch + c * sizeof(OutT));
     }
   }
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
@@ -360,10 +396,10 @@ void launch_gemm_sm90_nvfp4(int64_t m, int64_t n, int64_t k, const GemmOperandPo
     detail::fail(ErrorCode::kInternal, "gemm (sm_90a): selected for a problem it does not serve", "please report this");
   }
   DeviceGuard guard(device);
-  const int64_t pair_bytes = 2 * static_cast<int64_t>(dtype_size(d_dtype));
+  const int64_t d_row_bytes = d_stride * static_cast<int64_t>(dtype_size(d_dtype));
   Sm90GemmParams p{m, n, k, a, b, d, d_stride, epilogue, static_cast<int>((m + kSm90TileM - 1) / kSm90TileM),
                    static_cast<int>((n + tile_n - 1) / tile_n),
-                   reinterpret_cast<uintptr_t>(d) % pair_bytes == 0 && d_stride % 2 == 0};
+                   reinterpret_cast<uintptr_t>(d) % 16 == 0 && d_row_bytes % 16 == 0};
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (tile_n == 256 && stages == 2) return launch_tile<256, 2>(p, d_dtype, device, s);
   if (tile_n == 64 && stages == 2) return launch_tile<64, 2>(p, d_dtype, device, s);
