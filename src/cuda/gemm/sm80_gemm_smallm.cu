@@ -1140,6 +1140,15 @@ __global__ void __launch_bounds__(RunShape<MT>::kThreads, RunShape<MT>::kMinBloc
   // 8 mt + 2t (+1) = rows m.
   const float fb = p.amax_b ? p.amax_b[0] / kGlobalScaleNumerator : 1.0f;
   float* out = p.partials + int64_t{blockIdx.y} * p.m * p.n;
+  // alpha(m) of this thread's rows, once per row (gemm_row_alpha divides), not once per element.
+  float row_alpha[S::kMTiles][2];
+  if (p.fused) {
+#pragma unroll
+    for (int mt = 0; mt < S::kMTiles; ++mt)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) row_alpha[mt][e] = gemm_row_alpha(p.a, fb, p.e.alpha, min(8 * mt + 2 * t + e, p.m - 1));
+  }
+  const bool scale_only = gemm_epilogue_is_scale_only(p.e);
 #pragma unroll
   for (int rt = 0; rt < S::kRowTiles; ++rt) {
 #pragma unroll
@@ -1154,7 +1163,8 @@ __global__ void __launch_bounds__(RunShape<MT>::kThreads, RunShape<MT>::kMinBloc
           continue;
         }
         // The epilogue kernel's arithmetic on a one-split sum: the same bits.
-        const float r = gemm_epilogue_value(p.e, gemm_row_alpha(p.a, fb, p.e.alpha, row), v, row, col);
+        const float ra = row_alpha[mt][e & 1];
+        const float r = scale_only ? ra * v : gemm_epilogue_value(p.e, ra, v, row, col);
         const int64_t at = row * p.d_stride + col;
         switch (p.d_dtype) {
           case DType::kF32: store_as<float>(p.d, at, r); break;
@@ -1176,12 +1186,15 @@ __global__ void __launch_bounds__(kEpilogueThreads)
                            const float* amax_b, const GemmEpilogue e, OutT* __restrict__ d, int64_t d_stride) {
   pdl_wait();
   const float fb = amax_b ? amax_b[0] / kGlobalScaleNumerator : 1.0f;
+  // One alpha for every row unless A is row-scaled (gemm_row_alpha divides: not per element).
+  const bool per_row = a.amax != nullptr && a.row_scaled;
+  const float uniform_alpha = gemm_row_alpha(a, fb, e.alpha, 0);
   const int64_t total = int64_t{m} * n;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total; i += int64_t{gridDim.x} * blockDim.x) {
     float acc = partials[i];
     for (int s = 1; s < splits; ++s) acc += partials[s * total + i];  // fixed order: the same bytes every run
     const int64_t row = i / n, col = i - row * n;
-    const float v = gemm_epilogue_value(e, gemm_row_alpha(a, fb, e.alpha, row), acc, row, col);
+    const float v = gemm_epilogue_value(e, per_row ? gemm_row_alpha(a, fb, e.alpha, row) : uniform_alpha, acc, row, col);
     d[row * d_stride + col] = from_float<OutT>(v);
   }
 }

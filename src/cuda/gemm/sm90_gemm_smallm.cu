@@ -330,6 +330,14 @@ __global__ void __launch_bounds__(kSm90SmallMThreads, 1)
   // stores them to global memory and takes a ticket; the last of the row block to arrive adds the
   // splits' sums in split order (deterministic) and writes D.
   const int ctid = tid - 128, total = p.m * kRows;
+  // alpha(m) of every activation row, once (gemm_row_alpha divides), over the scale table that the
+  // decode no longer reads (the barrier above: every consumer is past its last stage).
+  static_assert(MPad <= 256, "a row's alpha per scale-table entry");
+  float* row_alpha = reinterpret_cast<float*>(scale_table);
+  const float fb = p.amax_b ? p.amax_b[0] / kGlobalScaleNumerator : 1.0f;
+  if (ctid < p.m) row_alpha[ctid] = gemm_row_alpha(p.a, fb, p.e.alpha, ctid);
+  consumer_barrier();
+  const bool scale_only = gemm_epilogue_is_scale_only(p.e);
   const auto own_sum = [&](int i) {  // element i = m * kRows + n of this CTA's sums
     const float* at = part + (i / kRows) * kPartPitch + i % kRows;
     float v = at[0];
@@ -352,7 +360,6 @@ __global__ void __launch_bounds__(kSm90SmallMThreads, 1)
   }
   // In batches of elements whose loads are all issued before any is used (the splits' sums come
   // from L2: one round trip per batch, not per element).
-  const float fb = p.amax_b ? p.amax_b[0] / kGlobalScaleNumerator : 1.0f;
   constexpr int kBatch = 8;
   for (int first = ctid; first < total; first += kBatch * kConsumerThreads) {
     float v[kBatch];
@@ -373,7 +380,8 @@ __global__ void __launch_bounds__(kSm90SmallMThreads, 1)
       const int i = first + u * kConsumerThreads;
       const int m = i / kRows, col = row0 + (i - m * kRows);
       if (i >= total || col >= p.n) continue;
-      const float out = gemm_epilogue_value(p.e, gemm_row_alpha(p.a, fb, p.e.alpha, m), v[u] * kAccScale, m, col);
+      const float acc = v[u] * kAccScale;
+      const float out = scale_only ? row_alpha[m] * acc : gemm_epilogue_value(p.e, row_alpha[m], acc, m, col);
       const int64_t at_d = m * p.d_stride + col;
       switch (p.d_dtype) {
         case DType::kF32: store_as<float>(p.d, at_d, out); break;
