@@ -10,7 +10,8 @@
 //    a row of B's codes into BF16 values in a 128B-swizzled shared buffer (a ring of three) and its
 //    own rows of A straight into wgmma A-fragment registers; one barrier, then each warpgroup issues
 //    wgmma (A from registers, B from shared memory) and dequantizes the next step while it runs.
-//  - the epilogue (epilogue.cuh) applies alpha(m), beta * C and bias in the contract's order.
+//  - the epilogue (epilogue.cuh) applies alpha(m), beta * C and bias in the contract's order, each
+//    warp through a staging tile in shared memory so that D is written a row segment at a time.
 //
 // The K order inside each 64-wide step is permuted, identically for A and B (a dot product does not
 // care), so that one thread's A fragment is exactly one 16-element block of each of its two rows:
