@@ -740,6 +740,9 @@ std::vector<GemmCase> sanitizer_cases() {
   // K % 256 == 0: the fused sm_90a kernel too (two stages, partial M and N tiles).
   add(7, 80, 512, AForm::kRowScaled, BForm::k2D, 0.5f, true, DType::kBF16);
   add(130, 272, 256, AForm::kRowwise, BForm::kRowwise, 0.0f, false, std::nullopt);
+  // More tiles than an H100 or H200 has SMs (9 x 17 of 128x256, 9 x 65 of 128x64): the fused
+  // kernel's CTAs each walk several tiles, reusing the ring and the staging tiles across them.
+  add(1040, 4112, 256, AForm::kRowScaled, BForm::k2D, 0.5f, true, DType::kBF16);
   // 8 < M <= 64 with K % 256 == 0: the sm_90a small-M kernel too (a partial row block, two splits).
   add(16, 272, 512, AForm::kRowScaled, BForm::k2D, 0.5f, true, DType::kBF16);
   add(40, 80, 512, AForm::kDenseBf16, BForm::kRowwise, 0.0f, false, std::nullopt);

@@ -40,14 +40,14 @@ struct Sm90GemmSmem {
   uint64_t empty[Stages];   // the 8 consumer warps are done reading the stage
 };
 
-// The epilogue's per-warp staging tile (16 rows of TileN outputs), laid over the value buffers and
-// the code ring once the main loop is done. Rows are padded by 8 elements so that the fragment
-// stores (8 rows x 4 column pairs per instruction) fall in distinct banks; a row is written out in
-// 16-byte pieces.
+// The epilogue's per-warp staging tile (8 rows of TileN outputs: a warp's 16 rows in two halves),
+// laid over the value buffers once the tile's MMAs are done. Rows are padded by 8 elements so that
+// the fragment stores (8 rows x 4 column pairs per instruction) fall in distinct banks; a row is
+// written out in 16-byte pieces.
 template <int TileN, typename OutT>
 struct Sm90EpilogueStaging {
   static constexpr int kPitch = (TileN + 8) * static_cast<int>(sizeof(OutT));
-  static constexpr int kWarpBytes = 16 * kPitch;
+  static constexpr int kWarpBytes = 8 * kPitch;
   static constexpr int kPieceElems = 16 / static_cast<int>(sizeof(OutT));
   static constexpr int kRowPieces = TileN / kPieceElems;
 };

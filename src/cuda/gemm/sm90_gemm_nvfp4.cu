@@ -11,7 +11,10 @@
 //    own rows of A straight into wgmma A-fragment registers; one barrier, then each warpgroup issues
 //    wgmma (A from registers, B from shared memory) and dequantizes the next step while it runs.
 //  - the epilogue (epilogue.cuh) applies alpha(m), beta * C and bias in the contract's order, each
-//    warp through a staging tile in shared memory so that D is written a row segment at a time.
+//    warp through a staging tile in shared memory so that D is written a row segment at a time;
+//  - the grid is persistent: one CTA per SM walks its tiles (tile_of order), the copy thread
+//    running on into the next tile's stages while the consumers finish the current one (traced,
+//    a new CTA spent 2.1 us on its start and first copies before its first MMA).
 //
 // The K order inside each 64-wide step is permuted, identically for A and B (a dot product does not
 // care), so that one thread's A fragment is exactly one 16-element block of each of its two rows:
@@ -22,6 +25,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <algorithm>
 #include <cstring>
 #include <type_traits>
 
@@ -171,7 +175,8 @@ __device__ __forceinline__ void dequant_b_task(const uint8_t* codes, const uint8
 
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
-// The tile of a CTA: groups of kGroupM row tiles walk the column tiles together.
+// Tile number `bid` (the persistent CTAs take them in this order): groups of kGroupM row tiles walk
+// the column tiles together.
 __device__ __forceinline__ void tile_of(int bid, int tiles_m, int tiles_n, int& tm, int& tn) {
   const int per_group = kGroupM * tiles_n;
   const int group = bid / per_group, first = group * kGroupM;
@@ -194,9 +199,7 @@ __global__ void __launch_bounds__(kSm90Threads, 1)
   Smem& sm = *reinterpret_cast<Smem*>(smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023));
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int steps = static_cast<int>(p.k / kSm90StepK);  // K % 256 == 0: whole stages, an even count of steps
-  int tm, tn;
-  tile_of(blockIdx.x, p.tiles_m, p.tiles_n, tm, tn);
-  const int row0 = tm * kSm90TileM, col0 = tn * TileN;
+  const int tiles = p.tiles_m * p.tiles_n;
 
   if (threadIdx.x == 0) {
     // The four tensor maps' descriptors on their way into the cache before the first copies.
@@ -220,15 +223,21 @@ __global__ void __launch_bounds__(kSm90Threads, 1)
     if (threadIdx.x == 0) {
       constexpr uint32_t kStageBytes =
           sizeof(sm.a_codes[0]) + sizeof(sm.b_codes[0]) + sizeof(sm.a_scales[0]) + sizeof(sm.b_scales[0]);
-      for (int ks = 0; ks < steps / 4; ++ks) {
-        const int s = ks % Stages;
-        if (ks >= Stages) mbar_wait(&sm.empty[s], ((ks / Stages) - 1) & 1);
-        // The whole boxes count, rows past M or N included (the copy engine fills them with zeros).
-        mbar_expect_tx(&sm.full[s], kStageBytes);
-        tma_load_2d(sm.a_codes[s], &a_codes_map, &sm.full[s], ks * (kSm90StageK / 2), row0);
-        tma_load_2d(sm.b_codes[s], &b_codes_map, &sm.full[s], ks * (kSm90StageK / 2), col0);
-        tma_load_2d(sm.a_scales[s], &a_scales_map, &sm.full[s], ks * (kSm90StageK / 16), row0);
-        tma_load_2d(sm.b_scales[s], &b_scales_map, &sm.full[s], ks * (kSm90StageK / 16), col0);
+      int gs = 0;  // stages of this CTA so far, over its tiles
+      for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+        int tm, tn;
+        tile_of(tile, p.tiles_m, p.tiles_n, tm, tn);
+        const int row0 = tm * kSm90TileM, col0 = tn * TileN;
+        for (int ks = 0; ks < steps / 4; ++ks, ++gs) {
+          const int s = gs % Stages;
+          if (gs >= Stages) mbar_wait(&sm.empty[s], ((gs / Stages) - 1) & 1);
+          // The whole boxes count, rows past M or N included (the copy engine fills them with zeros).
+          mbar_expect_tx(&sm.full[s], kStageBytes);
+          tma_load_2d(sm.a_codes[s], &a_codes_map, &sm.full[s], ks * (kSm90StageK / 2), row0);
+          tma_load_2d(sm.b_codes[s], &b_codes_map, &sm.full[s], ks * (kSm90StageK / 2), col0);
+          tma_load_2d(sm.a_scales[s], &a_scales_map, &sm.full[s], ks * (kSm90StageK / 16), row0);
+          tma_load_2d(sm.b_scales[s], &b_scales_map, &sm.full[s], ks * (kSm90StageK / 16), col0);
+        }
       }
     }
     return;
@@ -247,126 +256,140 @@ __global__ void __launch_bounds__(kSm90Threads, 1)
   static_assert(kTasks <= kConsumerThreads, "at most one task per consumer thread");
   const int b_row = kBlocks == 4 ? ctid : ctid >> 1, b_half = kBlocks == 4 ? 0 : ctid & 1;
 
-  // alpha(m) of this thread's two rows, read now so that the epilogue does not wait for the loads.
-  float row_alpha[2];
-  {
-    const float fb = gemm_global_factor(p.b, 0);
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      row_alpha[h] = gemm_row_alpha(p.a, fb, p.epilogue.alpha, min(int64_t{row0 + a_row + 8 * h}, p.m - 1));
-    }
-  }
-
-  float acc[TileN / 2];
-#pragma unroll
-  for (int i = 0; i < TileN / 2; ++i) acc[i] = 0.0f;
-  uint32_t frag[2][4][4] = {};
-
-  // Step `step`'s operands: B's values into buffer step % 3 (shared by both warpgroups), this
-  // thread's A fragment into `f`. The barrier at the end also orders this step's buffer rewrite
-  // after both warpgroups retired the MMAs that last read it (step - 3: each waited for it before).
-  const auto dequant = [&](int step, uint32_t (&f)[4][4]) {
-    const int s = (step / 4) % Stages, sub = step % 4;
-    if (sub == 0) mbar_wait(&sm.full[s], (step / 4 / Stages) & 1);
-    if (kTasks == kConsumerThreads || ctid < kTasks) {
-      dequant_b_task<kBlocks>(sm.b_codes[s], sm.b_scales[s], sm.b_values[step % kSm90ValueBuffers], sm.scale_lut, sub,
-                              b_row, b_half);
-    }
-    dequant_a(sm.a_codes[s] + a_code_offset, a_unit, sm.a_scales[s] + a_scale_offset, sm.scale_lut, sub, f);
-    // NOTE: the generic-proxy stores above are read next by wgmma (the async proxy).
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-    if (sub == 3) {
-      __syncwarp();
-      if (lane == 0) mbar_arrive(&sm.empty[s]);
-    }
-    consumer_barrier();
-  };
-  // Issues step `step`'s four k16 MMAs with fragment `f`, then waits for the previous step's
-  // (whose fragment `prev` and B buffer become free).
-  const auto mma = [&](int step, uint32_t (&f)[4][4], uint32_t (&prev)[4][4]) {
-    pin(acc);
-    wgmma_fence();
-    const uint64_t desc = smem_desc_sw128(sm.b_values[step % kSm90ValueBuffers]);
-#pragma unroll
-    for (int c = 0; c < 4; ++c) WgmmaRs<TileN>::run(acc, f[c], desc + 2 * c);  // +32 bytes per k16 slice
-    wgmma_commit();
-    wgmma_wait<1>();
-    pin(acc);
-    pin(prev);
-  };
-
-  // The fragments alternate, so that the MMAs in flight keep theirs (steps is even).
-  dequant(0, frag[0]);
-  for (int step = 0; step < steps; step += 2) {
-    mma(step, frag[0], frag[1]);
-    dequant(step + 1, frag[1]);
-    mma(step + 1, frag[1], frag[0]);
-    if (step + 2 < steps) dequant(step + 2, frag[0]);
-  }
-  wgmma_wait<0>();
-  pin(acc);
-  pin(frag[1]);
-
-  // Epilogue: thread (g, t) of warp w holds, per 8-column group j, rows a_row and a_row + 8 at
-  // columns 8j + 2t and 8j + 2t + 1 (acc[4j + 2h], acc[4j + 2h + 1] for row a_row + 8h). Each warp
-  // rounds its 16 rows into its own staging tile in the shared memory the main loop no longer
-  // needs, then writes them out a whole row segment per instruction (stored straight from the
-  // fragments, a warp's store covered 16 bytes of each of 8 rows). Traced per CTA at 16384x4096xK,
-  // the epilogue takes 2.75 us; it took 11 us when it tested beta, bias and their dtypes per element.
+  const float fb = gemm_global_factor(p.b, 0);
+  const bool scale_only = gemm_epilogue_is_scale_only(p.epilogue);
   using Staging = Sm90EpilogueStaging<TileN, OutT>;
-  static_assert(Staging::kWarpBytes * (kConsumerThreads / 32) <= offsetof(Smem, a_scales),
-                "the staging tiles fit in the value buffers and the code ring");
-  consumer_barrier();  // both warpgroups' MMAs have retired: no one reads the value buffers or the ring any more
-  uint8_t* staging = reinterpret_cast<uint8_t*>(&sm) + (ctid / 32) * Staging::kWarpBytes;
-  // `value(ra, acc, row, col)`: the output before rounding. Instantiated twice: the general
-  // epilogue's per-element tests of beta, bias and their dtypes made it ~7000 instructions.
-  const int cols_left = static_cast<int>(min(p.n - col0, static_cast<int64_t>(TileN)));
-  const auto stage = [&](auto value) {
+  static_assert(Staging::kWarpBytes * (kConsumerThreads / 32) <= sizeof(Smem::b_values),
+                "the staging tiles fit in the value buffers (the code ring is already being refilled)");
+  uint8_t* staging = reinterpret_cast<uint8_t*>(sm.b_values) + (ctid / 32) * Staging::kWarpBytes;
+  int first_step = 0;  // this CTA's steps before the current tile
+  for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, first_step += steps) {
+    int tm, tn;
+    tile_of(tile, p.tiles_m, p.tiles_n, tm, tn);
+    const int row0 = tm * kSm90TileM, col0 = tn * TileN;
+    // alpha(m) of this thread's two rows, read now so that the epilogue does not wait for the loads.
+    float row_alpha[2];
+    {
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int64_t row = row0 + a_row + 8 * h;
-      if (row >= p.m) continue;
-      const float ra = row_alpha[h];
-      uint8_t* srow = staging + (g + 8 * h) * Staging::kPitch;
-#pragma unroll
-      for (int j = 0; j < TileN / 8; ++j) {
-        if (8 * j >= cols_left) continue;  // N % 16 == 0: a group of 8 columns is wholly in or out
-        const int64_t col = col0 + 8 * j + 2 * t;
-        struct alignas(2 * sizeof(OutT)) Pair {
-          OutT v[2];
-        };
-        *reinterpret_cast<Pair*>(srow + (8 * j + 2 * t) * sizeof(OutT)) =
-            Pair{{from_float<OutT>(value(ra, acc[4 * j + 2 * h] * kAccScale, row, col)),
-                  from_float<OutT>(value(ra, acc[4 * j + 2 * h + 1] * kAccScale, row, col + 1))}};
+      for (int h = 0; h < 2; ++h) {
+        row_alpha[h] = gemm_row_alpha(p.a, fb, p.epilogue.alpha, min(int64_t{row0 + a_row + 8 * h}, p.m - 1));
       }
     }
-  };
-  if (gemm_epilogue_is_scale_only(p.epilogue)) {
-    stage([](float ra, float v, int64_t, int64_t) { return ra * v; });
-  } else {
-    stage([&](float ra, float v, int64_t row, int64_t col) { return gemm_epilogue_value(p.epilogue, ra, v, row, col); });
-  }
-  __syncwarp();
-  const int64_t first_row = row0 + a_row - g;  // the warp's 16 rows
-  OutT* d = static_cast<OutT*>(p.d);
-  if (p.vector_stores) {
-    // 16 bytes per lane; N % 16 == 0, so a 16-byte piece is wholly inside or outside the columns.
-    static_assert(16 * Staging::kRowPieces % 32 == 0, "whole passes of the warp");
+
+    float acc[TileN / 2];
 #pragma unroll
-    for (int pass = 0; pass < 16 * Staging::kRowPieces / 32; ++pass) {
-      const int i = pass * 32 + lane, r = i / Staging::kRowPieces, c = i % Staging::kRowPieces;
-      const int64_t row = first_row + r, col = col0 + c * Staging::kPieceElems;
-      if (row < p.m && col < p.n) {
-        *reinterpret_cast<uint4*>(d + row * p.d_stride + col) =
-            *reinterpret_cast<const uint4*>(staging + r * Staging::kPitch + 16 * c);
+    for (int i = 0; i < TileN / 2; ++i) acc[i] = 0.0f;
+    uint32_t frag[2][4][4] = {};
+
+    // Step `step`'s operands: B's values into buffer step % 3 (shared by both warpgroups), this
+    // thread's A fragment into `f`. The barrier at the end also orders this step's buffer rewrite
+    // after both warpgroups retired the MMAs that last read it (step - 3: each waited for it before).
+    const auto dequant = [&](int step, uint32_t (&f)[4][4]) {
+      const int gstep = first_step + step, gs = gstep / 4, s = gs % Stages, sub = gstep % 4;
+      if (sub == 0) mbar_wait(&sm.full[s], (gs / Stages) & 1);
+      if (kTasks == kConsumerThreads || ctid < kTasks) {
+        dequant_b_task<kBlocks>(sm.b_codes[s], sm.b_scales[s], sm.b_values[gstep % kSm90ValueBuffers], sm.scale_lut,
+                                sub, b_row, b_half);
       }
+      dequant_a(sm.a_codes[s] + a_code_offset, a_unit, sm.a_scales[s] + a_scale_offset, sm.scale_lut, sub, f);
+      // NOTE: the generic-proxy stores above are read next by wgmma (the async proxy).
+      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+      if (sub == 3) {
+        __syncwarp();
+        if (lane == 0) mbar_arrive(&sm.empty[s]);
+      }
+      consumer_barrier();
+    };
+    // Issues step `step`'s four k16 MMAs with fragment `f`, then waits for the previous step's
+    // (whose fragment `prev` and B buffer become free).
+    const auto mma = [&](int step, uint32_t (&f)[4][4], uint32_t (&prev)[4][4]) {
+      pin(acc);
+      wgmma_fence();
+      const uint64_t desc = smem_desc_sw128(sm.b_values[(first_step + step) % kSm90ValueBuffers]);
+#pragma unroll
+      for (int c = 0; c < 4; ++c) WgmmaRs<TileN>::run(acc, f[c], desc + 2 * c);  // +32 bytes per k16 slice
+      wgmma_commit();
+      wgmma_wait<1>();
+      pin(acc);
+      pin(prev);
+    };
+
+    // The fragments alternate, so that the MMAs in flight keep theirs (steps is even).
+    dequant(0, frag[0]);
+    for (int step = 0; step < steps; step += 2) {
+      mma(step, frag[0], frag[1]);
+      dequant(step + 1, frag[1]);
+      mma(step + 1, frag[1], frag[0]);
+      if (step + 2 < steps) dequant(step + 2, frag[0]);
     }
-  } else {
-    for (int i = lane; i < 16 * TileN; i += 32) {
-      const int r = i / TileN, c = i % TileN;
-      const int64_t row = first_row + r, col = col0 + c;
-      if (row < p.m && col < p.n) d[row * p.d_stride + col] = *reinterpret_cast<const OutT*>(staging + r * Staging::kPitch + c * sizeof(OutT));
+    wgmma_wait<0>();
+    pin(acc);
+    pin(frag[1]);
+
+    // Epilogue: thread (g, t) of warp w holds, per 8-column group j, rows a_row and a_row + 8 at
+    // columns 8j + 2t and 8j + 2t + 1 (acc[4j + 2h], acc[4j + 2h + 1] for row a_row + 8h). Each warp
+    // rounds its 16 rows into its own staging tile in the shared memory the main loop no longer
+    // needs, then writes them out a whole row segment per instruction (stored straight from the
+    // fragments, a warp's store covered 16 bytes of each of 8 rows). Traced per CTA at 16384x4096xK,
+    // the epilogue takes 2.75 us; it took 11 us when it tested beta, bias and their dtypes per element.
+    consumer_barrier();  // both warpgroups' MMAs have retired: no one reads the value buffers any more
+    // `value(ra, acc, row, col)`: the output before rounding. Instantiated twice: the general
+    // epilogue's per-element tests of beta, bias and their dtypes made it ~7000 instructions.
+    const int cols_left = static_cast<int>(min(p.n - col0, static_cast<int64_t>(TileN)));
+    const int64_t first_row = row0 + a_row - g;  // the warp's 16 rows
+    OutT* d = static_cast<OutT*>(p.d);
+    const auto write = [&](auto value) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {  // rows g + 8h of the warp's 16, 8 at a time through the staging tile
+        const int64_t row = row0 + a_row + 8 * h;
+        if (row < p.m) {
+          const float ra = row_alpha[h];
+          uint8_t* srow = staging + g * Staging::kPitch;
+#pragma unroll
+          for (int j = 0; j < TileN / 8; ++j) {
+            if (8 * j >= cols_left) continue;  // N % 16 == 0: a group of 8 columns is wholly in or out
+            const int64_t col = col0 + 8 * j + 2 * t;
+            struct alignas(2 * sizeof(OutT)) Pair {
+              OutT v[2];
+            };
+            *reinterpret_cast<Pair*>(srow + (8 * j + 2 * t) * sizeof(OutT)) =
+                Pair{{from_float<OutT>(value(ra, acc[4 * j + 2 * h] * kAccScale, row, col)),
+                      from_float<OutT>(value(ra, acc[4 * j + 2 * h + 1] * kAccScale, row, col + 1))}};
+          }
+        }
+        __syncwarp();
+        const int64_t half_row = first_row + 8 * h;
+        if (p.vector_stores) {
+          // 16 bytes per lane; N % 16 == 0, so a 16-byte piece is wholly inside or outside the columns.
+          static_assert(8 * Staging::kRowPieces % 32 == 0, "whole passes of the warp");
+#pragma unroll
+          for (int pass = 0; pass < 8 * Staging::kRowPieces / 32; ++pass) {
+            const int i = pass * 32 + lane, r = i / Staging::kRowPieces, c = i % Staging::kRowPieces;
+            const int64_t row = half_row + r, col = col0 + c * Staging::kPieceElems;
+            if (row < p.m && col < p.n) {
+              *reinterpret_cast<uint4*>(d + row * p.d_stride + col) =
+                  *reinterpret_cast<const uint4*>(staging + r * Staging::kPitch + 16 * c);
+            }
+          }
+        } else {
+          for (int i = lane; i < 8 * TileN; i += 32) {
+            const int r = i / TileN, c = i % TileN;
+            const int64_t row = half_row + r, col = col0 + c;
+            if (row < p.m && col < p.n) {
+              d[row * p.d_stride + col] =
+                  *reinterpret_cast<const OutT*>(staging + r * Staging::kPitch + c * sizeof(OutT));
+            }
+          }
+        }
+        __syncwarp();
+      }
+    };
+    if (scale_only) {
+      write([](float ra, float v, int64_t, int64_t) { return ra * v; });
+    } else {
+      write([&](float ra, float v, int64_t row, int64_t col) { return gemm_epilogue_value(p.epilogue, ra, v, row, col); });
     }
+    consumer_barrier();  // every warp is done with its staging tile before the next tile's values land there
   }
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }
@@ -386,7 +409,11 @@ void launch_config(const Sm90GemmParams& p, int device, cudaStream_t s) {
                                         CU_TENSOR_MAP_SWIZZLE_NONE, "A's scales");
   const CUtensorMap b_scales = byte_map("gemm (sm_90a)", p.b.scales, p.n, p.k / 16, p.b.scale_stride, TileN, kSm90StageK / 16,
                                         CU_TENSOR_MAP_SWIZZLE_NONE, "B's scales");
-  const unsigned grid = static_cast<unsigned>(p.tiles_m) * static_cast<unsigned>(p.tiles_n);
+  int sms = 0;
+  FP4KIT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "gemm (sm_90a): SM count");
+  // Persistent: one CTA per SM walks the tiles (tile_of order), so that the copies of a CTA's next
+  // tile run during its epilogue.
+  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(int64_t{p.tiles_m} * p.tiles_n, sms));
   kernel<<<grid, kSm90Threads, smem, s>>>(a_codes, b_codes, a_scales, b_scales, p);
   FP4KIT_CUDA_CHECK(cudaGetLastError(), detail::cat("gemm (sm_90a) kernel [", p.m, ", ", p.n, ", ", p.k, "]"));
 }
