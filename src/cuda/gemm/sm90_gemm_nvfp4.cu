@@ -24,7 +24,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <cstddef>
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -269,11 +268,9 @@ __global__ void __launch_bounds__(kSm90Threads, 1)
     const int row0 = tm * kSm90TileM, col0 = tn * TileN;
     // alpha(m) of this thread's two rows, read now so that the epilogue does not wait for the loads.
     float row_alpha[2];
-    {
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        row_alpha[h] = gemm_row_alpha(p.a, fb, p.epilogue.alpha, min(int64_t{row0 + a_row + 8 * h}, p.m - 1));
-      }
+    for (int h = 0; h < 2; ++h) {
+      row_alpha[h] = gemm_row_alpha(p.a, fb, p.epilogue.alpha, min(int64_t{row0 + a_row + 8 * h}, p.m - 1));
     }
 
     float acc[TileN / 2];
@@ -281,9 +278,11 @@ __global__ void __launch_bounds__(kSm90Threads, 1)
     for (int i = 0; i < TileN / 2; ++i) acc[i] = 0.0f;
     uint32_t frag[2][4][4] = {};
 
-    // Step `step`'s operands: B's values into buffer step % 3 (shared by both warpgroups), this
-    // thread's A fragment into `f`. The barrier at the end also orders this step's buffer rewrite
-    // after both warpgroups retired the MMAs that last read it (step - 3: each waited for it before).
+    // Step `step` of the tile (step first_step + step of the CTA: the ring's stage and parity and the
+    // value buffer count on over the CTA's tiles): B's values into buffer (first_step + step) % 3
+    // (shared by both warpgroups), this thread's A fragment into `f`. The barrier at the end also
+    // orders this step's buffer rewrite after both warpgroups retired the MMAs that last read it
+    // (three steps back: each waited for them before; at a tile's start, the epilogue's barrier).
     const auto dequant = [&](int step, uint32_t (&f)[4][4]) {
       const int gstep = first_step + step, gs = gstep / 4, s = gs % Stages, sub = gstep % 4;
       if (sub == 0) mbar_wait(&sm.full[s], (gs / Stages) & 1);
@@ -328,10 +327,11 @@ __global__ void __launch_bounds__(kSm90Threads, 1)
 
     // Epilogue: thread (g, t) of warp w holds, per 8-column group j, rows a_row and a_row + 8 at
     // columns 8j + 2t and 8j + 2t + 1 (acc[4j + 2h], acc[4j + 2h + 1] for row a_row + 8h). Each warp
-    // rounds its 16 rows into its own staging tile in the shared memory the main loop no longer
-    // needs, then writes them out a whole row segment per instruction (stored straight from the
-    // fragments, a warp's store covered 16 bytes of each of 8 rows). Traced per CTA at 16384x4096xK,
-    // the epilogue takes 2.75 us; it took 11 us when it tested beta, bias and their dtypes per element.
+    // rounds its 16 rows, 8 at a time, into its own staging tile in the value buffers (free once the
+    // tile's MMAs have retired; the code ring is already being refilled for the next tile), then
+    // writes them out a whole row segment per instruction (stored straight from the fragments, a
+    // warp's store covered 16 bytes of each of 8 rows). Traced per CTA at 16384x4096xK, the epilogue
+    // takes 2.75 us; it took 11 us when it tested beta, bias and their dtypes per element.
     consumer_barrier();  // both warpgroups' MMAs have retired: no one reads the value buffers any more
     // `value(ra, acc, row, col)`: the output before rounding. Instantiated twice: the general
     // epilogue's per-element tests of beta, bias and their dtypes made it ~7000 instructions.
