@@ -47,6 +47,14 @@ class DeviceGuard {
   int previous_ = -1;
 };
 
+// The number of SMs of device `index` (launchers size grids and split counts by it).
+inline int sm_count_of(int index) {
+  int n = 0;
+  check(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, index), "cudaDeviceGetAttribute(MultiProcessorCount)",
+        detail::cat("device ", index));
+  return n;
+}
+
 // "" when `kernel` has an image loadable on device `index`, else the reason (cudaFuncGetAttributes).
 std::string kernel_image_problem(const void* kernel, int index, const char* name);
 

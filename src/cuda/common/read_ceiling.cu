@@ -66,9 +66,9 @@ void read_buffers(const void* const* buffers, const std::size_t* bytes, int coun
     a.pieces[i] = static_cast<int64_t>(bytes[i] / 16);
   }
   a.sink = sink;
-  int device = 0, sms = 0;
+  int device = 0;
   FP4KIT_CUDA_CHECK(cudaGetDevice(&device), "read_buffers");
-  FP4KIT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "read_buffers");
+  const int sms = sm_count_of(device);
   const int64_t total = a.pieces[0] + a.pieces[1];
   const unsigned grid = static_cast<unsigned>(std::clamp<int64_t>((total + kThreads - 1) / kThreads, 1, int64_t{sms} * 4));
   read_buffers_kernel<<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(a);

@@ -1240,12 +1240,6 @@ RunGeometry run_geometry(int m_tiles) {
   }
 }
 
-int sm_count_of(int device) {
-  int n = 0;
-  FP4KIT_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device), "small-M GEMM");
-  return n;
-}
-
 // Resident CTAs per SM of a streaming kernel at `smem` bytes, asked of the runtime once per
 // (kernel, device, smem). NOTE: process-wide on purpose (as the cast launcher's): the kernel's
 // dynamic shared-memory limit is itself process-wide CUDA state; it only grows here, under a lock.

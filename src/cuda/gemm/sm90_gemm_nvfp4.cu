@@ -409,11 +409,9 @@ void launch_config(const Sm90GemmParams& p, int device, cudaStream_t s) {
                                         CU_TENSOR_MAP_SWIZZLE_NONE, "A's scales");
   const CUtensorMap b_scales = byte_map("gemm (sm_90a)", p.b.scales, p.n, p.k / 16, p.b.scale_stride, TileN, kSm90StageK / 16,
                                         CU_TENSOR_MAP_SWIZZLE_NONE, "B's scales");
-  int sms = 0;
-  FP4KIT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "gemm (sm_90a): SM count");
   // Persistent: one CTA per SM walks the tiles (tile_of order), so that the copies of a CTA's next
   // tile run during its epilogue.
-  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(int64_t{p.tiles_m} * p.tiles_n, sms));
+  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(int64_t{p.tiles_m} * p.tiles_n, sm_count_of(device)));
   kernel<<<grid, kSm90Threads, smem, s>>>(a_codes, b_codes, a_scales, b_scales, p);
   FP4KIT_CUDA_CHECK(cudaGetLastError(), detail::cat("gemm (sm_90a) kernel [", p.m, ", ", p.n, ", ", p.k, "]"));
 }

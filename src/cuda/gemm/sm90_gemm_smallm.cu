@@ -440,8 +440,7 @@ Sm90SmallMPlan plan_sm90_gemm_smallm(int64_t m, int64_t n, int64_t k, const Kern
   const int m_pad = m <= 8 ? 8 : m <= 16 ? 16 : m <= 32 ? 32 : 64;
   const int64_t cap = sm90_smallm_smem_bytes(kSm90SmallMRows, 64, config.stages);
   const int64_t total = k / kSm90SmallMStageK;
-  int sms = 0;
-  FP4KIT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), kWho);
+  const int sms = sm_count_of(device);
   // Split counts up to kSm90SmallMMaxSplits where whole stages split that way (no split empty); a
   // forced count, or the largest smaller one.
   const auto feasible = [&](int s) {

@@ -945,12 +945,6 @@ void amax_any(const SourceMatrix& x, bool per_row, float* finite, float* reporte
   }
 }
 
-int sm_count_of(int device) {
-  int n = 0;
-  FP4KIT_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device), "");
-  return n;
-}
-
 // What a cast launch needs of its kernel on a device, asked of the runtime once (each query costs
 // microseconds of host time, on every call otherwise). NOTE: process-wide on purpose, unlike the
 // Context's caches: a kernel's dynamic shared-memory limit is itself process-wide CUDA state, so
