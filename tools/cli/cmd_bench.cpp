@@ -993,6 +993,9 @@ struct GemmLine {
   bool mismatch = false;
   double worst_error_ratio = 0;  // largest |D - D_ref| / tolerance over the output (<= 1 when it matches)
   bool reused = false;   // plain selection: the forced line of the same variant and configuration
+
+  // A ceiling (cuBLAS BF16, cuBLASLt FP8, the weight read), not an fp4kit GEMM.
+  bool is_ceiling() const { return mode == "bf16" || mode == "fp8" || mode == "read"; }
 };
 
 GemmLine line(std::string path, std::string mode) {
@@ -1355,8 +1358,7 @@ void run_gemm_bench(const GemmBenchArgs& args) {
       v.goal = "fastest fp4kit GEMM >= " + fixed(kDecodeTarget, 1) + "x faster than cuBLAS bf16";
       v.threshold = kDecodeTarget;
       for (const GemmLine& l : result.lines) {
-        const bool ceiling = l.mode == "bf16" || l.mode == "fp8" || l.mode == "read";
-        if (!l.ran || l.mismatch || ceiling || l.path == "selected") continue;
+        if (!l.ran || l.mismatch || l.is_ceiling() || l.path == "selected") continue;
         if (l.vs_bf16 > v.value) {
           v.value = l.vs_bf16;
           v.by = l.mode + " " + l.kernel;
@@ -1435,7 +1437,7 @@ void run_gemm_bench(const GemmBenchArgs& args) {
         Json ceiling = Json::object(), fp4 = Json::array(), selected = Json::object();
         for (const GemmLine& l : r.lines) {
           Json x;
-          if (l.mode == "bf16" || l.mode == "fp8" || l.mode == "read") {
+          if (l.is_ceiling()) {
             x = l.ran ? timing_json(l) : Json{{"available", false}, {"reason", l.reason}};
             if (l.ran) {
               x["available"] = true;

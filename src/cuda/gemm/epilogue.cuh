@@ -29,6 +29,12 @@ __device__ __forceinline__ float gemm_global_factor(const GemmOperandPointers& p
   return p.amax ? p.amax[p.row_scaled ? row : 0] / kGlobalScaleNumerator : 1.0f;
 }
 
+// B's global factor from its amax alone (B is never row-scaled), for the kernels that carry only that
+// pointer: gemm_global_factor(b, 0).
+__device__ __forceinline__ float gemm_b_factor(const float* amax_b) {
+  return amax_b ? amax_b[0] / kGlobalScaleNumerator : 1.0f;
+}
+
 // alpha(m): the global factors of A's row m and of B, times the user's alpha.
 __device__ __forceinline__ float gemm_row_alpha(const GemmOperandPointers& a, float b_factor, float alpha, int64_t row) {
   return (gemm_global_factor(a, row) * b_factor) * alpha;

@@ -1138,7 +1138,7 @@ __global__ void __launch_bounds__(RunShape<MT>::kThreads, RunShape<MT>::kMinBloc
 
   // acc[rt][mt][e]: weight rows (g, g + 8) of tile rt = columns n of D, activation rows
   // 8 mt + 2t (+1) = rows m.
-  const float fb = p.amax_b ? p.amax_b[0] / kGlobalScaleNumerator : 1.0f;
+  const float fb = gemm_b_factor(p.amax_b);
   float* out = p.partials + int64_t{blockIdx.y} * p.m * p.n;
   // alpha(m) of this thread's rows, once per row (gemm_row_alpha divides), not once per element.
   float row_alpha[S::kMTiles][2];
@@ -1185,7 +1185,7 @@ __global__ void __launch_bounds__(kEpilogueThreads)
     smallm_epilogue_kernel(const float* __restrict__ partials, int splits, int m, int n, const GemmOperandPointers a,
                            const float* amax_b, const GemmEpilogue e, OutT* __restrict__ d, int64_t d_stride) {
   pdl_wait();
-  const float fb = amax_b ? amax_b[0] / kGlobalScaleNumerator : 1.0f;
+  const float fb = gemm_b_factor(amax_b);
   // One alpha for every row unless A is row-scaled (gemm_row_alpha divides: not per element).
   const bool per_row = a.amax != nullptr && a.row_scaled;
   const float uniform_alpha = gemm_row_alpha(a, fb, e.alpha, 0);

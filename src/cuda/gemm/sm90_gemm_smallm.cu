@@ -334,7 +334,7 @@ __global__ void __launch_bounds__(kSm90SmallMThreads, 1)
   // decode no longer reads (the barrier above: every consumer is past its last stage).
   static_assert(MPad <= 256, "a row's alpha per scale-table entry");
   float* row_alpha = reinterpret_cast<float*>(scale_table);
-  const float fb = p.amax_b ? p.amax_b[0] / kGlobalScaleNumerator : 1.0f;
+  const float fb = gemm_b_factor(p.amax_b);
   if (ctid < p.m) row_alpha[ctid] = gemm_row_alpha(p.a, fb, p.e.alpha, ctid);
   consumer_barrier();
   const bool scale_only = gemm_epilogue_is_scale_only(p.e);
