@@ -162,11 +162,16 @@ __device__ __forceinline__ void mma_group(float (&acc)[Tiles][MPad / 2], uint32_
   }
   // Every input of the group's MMAs is computed before its first one (ptxas serializes wgmmas whose
   // inputs are defined between them, C7513): the pins keep the compiler from sinking the decode.
+  // NOTE: the four descriptors differ from the chunk's by whole 16-byte units of the address field
+  // (14 bits: a shared address fits without a carry into the next field), so each is one add to
+  // the chunk's low word; building each from its address (mask, shift, or, the constant high word)
+  // was 7 instructions per wgmma, a fifth of the loop (ncu source counters, 16x28672x8192).
+  const uint64_t chunk_desc = act_descriptor<MPad>(chunk_act);
+  const uint32_t lo = static_cast<uint32_t>(chunk_desc), hi = static_cast<uint32_t>(chunk_desc >> 32);
   uint64_t desc[4];
 #pragma unroll
   for (int js = 0; js < 4; ++js) {
-    desc[js] = act_descriptor<MPad>(chunk_act + 2 * (4 * H + js) * (MPad * 16));
-    asm volatile("" : "+l"(desc[js]));
+    asm volatile("mov.b64 %0, {%1, %2};" : "=l"(desc[js]) : "r"(lo + ((2 * (4 * H + js) * (MPad * 16)) >> 4)), "r"(hi));
   }
   pin(frag);
   wgmma_fence();  // the fragment registers (and, the first time, the zeroed accumulators)
@@ -227,17 +232,26 @@ __global__ void __launch_bounds__(kSm90SmallMThreads, 1)
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kProducerRegs));
     if (tid == 0) {
       const auto stage_of = [&](int st) { return base + (st % p.stages) * kStageBytes; };
+      // With one split every CTA would copy the same activations out of the L2 at the same time:
+      // the row blocks start at staggered stages instead (the K order of a sum is free, NUMERICS
+      // §7). Measured on the H100: 3-4% faster at N = 28672 (one split); with two splits (N = 8192)
+      // 1% slower, so off there.
+      const int rot = splits == 1 ? static_cast<int>((int64_t{blockIdx.y} * n_stages) / gridDim.y) : 0;
+      const auto k_stage_of = [&](int st) {  // st, rot < n_stages: a select, not a division per stage
+        const int r = st + rot;
+        return first_stage + (r >= n_stages ? r - n_stages : r);
+      };
       const auto weights = [&](int st) {
         unsigned char* stage = stage_of(st);
         uint64_t* bar = &full[st % p.stages];
         mbar_expect_tx(bar, kStageBytes);
-        const int k_stage = first_stage + st;
+        const int k_stage = k_stage_of(st);
         tma_load_2d(stage, &codes_map, bar, k_stage * (kStageK / 2), row0);
         tma_load_2d(stage + kChunkBytes, &codes_map, bar, k_stage * (kStageK / 2) + 64, row0);
         tma_load_2d(stage + kCodeBytes, &scales_map, bar, k_stage * (kStageK / 16), row0);
       };
       const auto activations = [&](int st) {
-        bulk_load(stage_of(st) + kCodeBytes + kScaleBytes, p.act + int64_t{first_stage + st} * kActBytes, kActBytes,
+        bulk_load(stage_of(st) + kCodeBytes + kScaleBytes, p.act + int64_t{k_stage_of(st)} * kActBytes, kActBytes,
                   &full[st % p.stages]);
       };
       // The ring's first stages: the weights before the wait for the prepare kernel.
