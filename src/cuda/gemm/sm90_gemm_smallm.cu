@@ -39,6 +39,7 @@
 #include <map>
 #include <mutex>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -171,7 +172,7 @@ __device__ __forceinline__ void mma_group(float (&acc)[Tiles][MPad / 2], uint32_
   uint64_t desc[4];
 #pragma unroll
   for (int js = 0; js < 4; ++js) {
-    asm volatile("mov.b64 %0, {%1, %2};" : "=l"(desc[js]) : "r"(lo + ((2 * (4 * H + js) * (MPad * 16)) >> 4)), "r"(hi));
+    desc[js] = (uint64_t{hi} << 32) | (lo + ((2 * (4 * H + js) * (MPad * 16)) >> 4));
   }
   pin(frag);
   wgmma_fence();  // the fragment registers (and, the first time, the zeroed accumulators)
@@ -282,11 +283,15 @@ __global__ void __launch_bounds__(kSm90SmallMThreads, 1)
   // This lane's bytes of a stage: codes of rows r and r + 8 of its first chunk, their scales.
   const uint32_t code_offset = kg * kChunkBytes + my_row * 64 + t * 16;
   const uint32_t scale_offset = kCodeBytes + my_row * (kStageK / 16) + kg * 8 + t * 2;
-  const uint32_t act_offset = kCodeBytes + kScaleBytes + kg * 16 * (MPad * 16);
 
   // NOTE: ptxas serializes the wgmmas (C7513/C7515) when a division or a branch sits between them,
   // or when a path skips them: ring positions advance by selects, and the loop runs at least once
   // (every split has a stage).
+  // The loop once per K group KG, a compile-time constant: the activations' address (hence every
+  // wgmma descriptor) is then built from values ptxas knows to be the same in every lane.
+  const auto consume = [&](auto kg_constant) {
+  constexpr int KG = decltype(kg_constant)::value;
+  constexpr uint32_t act_offset = kCodeBytes + kScaleBytes + KG * 16 * (MPad * 16);
   int slot = 0;
   uint32_t phase = 0;
   uint64_t* release = spare;  // the barrier of the previous stage (stage 0: a spare nobody waits on)
@@ -323,6 +328,14 @@ __global__ void __launch_bounds__(kSm90SmallMThreads, 1)
     slot = slot + 1 == p.stages ? 0 : slot + 1;
     phase ^= slot == 0 ? 1u : 0u;
   } while (++st < n_stages);
+  };
+  if constexpr (KGroups == 1) {
+    consume(std::integral_constant<int, 0>{});
+  } else if (kg == 0) {
+    consume(std::integral_constant<int, 0>{});
+  } else {
+    consume(std::integral_constant<int, 1>{});
+  }
   wgmma_wait<0>();
   pin(acc[0]);
 
