@@ -236,7 +236,7 @@ __global__ void __launch_bounds__(kSm90SmallMThreads, 1)
       // With one split every CTA would copy the same activations out of the L2 at the same time:
       // the row blocks start at staggered stages instead (the K order of a sum is free, NUMERICS
       // §7). Measured on the H100: 3-4% faster at N = 28672 (one split); with two splits (N = 8192)
-      // 1% slower, so off there.
+      // 1-2% slower (twice, also with this select), so off there.
       const int rot = splits == 1 ? static_cast<int>((int64_t{blockIdx.y} * n_stages) / gridDim.y) : 0;
       const auto k_stage_of = [&](int st) {  // st, rot < n_stages: a select, not a division per stage
         const int r = st + rot;
@@ -290,44 +290,44 @@ __global__ void __launch_bounds__(kSm90SmallMThreads, 1)
   // The loop once per K group KG, a compile-time constant: the activations' address (hence every
   // wgmma descriptor) is then built from values ptxas knows to be the same in every lane.
   const auto consume = [&](auto kg_constant) {
-  constexpr int KG = decltype(kg_constant)::value;
-  constexpr uint32_t act_offset = kCodeBytes + kScaleBytes + KG * 16 * (MPad * 16);
-  int slot = 0;
-  uint32_t phase = 0;
-  uint64_t* release = spare;  // the barrier of the previous stage (stage 0: a spare nobody waits on)
-  int st = 0;
-  do {
-    mbar_wait(&full[slot], phase);
-    const uint32_t stage = smem_u32(base + slot * kStageBytes);
-    // NOTE: not unrolled: with two chunks in flight the consumers' registers ran out (C7512).
+    constexpr int KG = decltype(kg_constant)::value;
+    constexpr uint32_t act_offset = kCodeBytes + kScaleBytes + KG * 16 * (MPad * 16);
+    int slot = 0;
+    uint32_t phase = 0;
+    uint64_t* release = spare;  // the barrier of the previous stage (stage 0: a spare nobody waits on)
+    int st = 0;
+    do {
+      mbar_wait(&full[slot], phase);
+      const uint32_t stage = smem_u32(base + slot * kStageBytes);
+      // NOTE: not unrolled: with two chunks in flight the consumers' registers ran out (C7512).
 #pragma unroll 1
-    for (int c = 0; c < G::kChunks; ++c) {
-      uint4 q[1][2];
-      uint32_t scale[1][2][2];
+      for (int c = 0; c < G::kChunks; ++c) {
+        uint4 q[1][2];
+        uint32_t scale[1][2][2];
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        q[0][h] = lds128(stage + code_offset + c * kChunkBytes + h * 8 * 64);
-        const uint32_t s = lds_u16(stage + scale_offset + c * 8 + h * 8 * (kStageK / 16));
-        scale[0][h][0] = lds_u32(table + (s & 0xFFu) * 4);
-        scale[0][h][1] = lds_u32(table + (s >> 8) * 4);
+        for (int h = 0; h < 2; ++h) {
+          q[0][h] = lds128(stage + code_offset + c * kChunkBytes + h * 8 * 64);
+          const uint32_t s = lds_u16(stage + scale_offset + c * 8 + h * 8 * (kStageK / 16));
+          scale[0][h][0] = lds_u32(table + (s & 0xFFu) * 4);
+          scale[0][h][1] = lds_u32(table + (s >> 8) * 4);
+        }
+        const uint32_t chunk_act = stage + act_offset + c * 16 * (MPad * 16);
+        // Each group first waits for the one two back, the last reader of its fragment buffer.
+        wgmma_wait<1>();
+        pin(frag[0]);
+        mma_group<1, MPad, 0>(acc, frag[0], q, scale, chunk_act);
+        wgmma_wait<1>();
+        pin(frag[1]);
+        // Every MMA of the previous stage is complete (only this chunk's first group may run): its
+        // buffer goes back to the producer. Every consumer thread arrives, without a branch (see
+        // above): a second chunk arrives on the spare barrier.
+        mbar_arrive(c == 0 ? release : spare);
+        mma_group<1, MPad, 1>(acc, frag[1], q, scale, chunk_act);
       }
-      const uint32_t chunk_act = stage + act_offset + c * 16 * (MPad * 16);
-      // Each group first waits for the one two back, the last reader of its fragment buffer.
-      wgmma_wait<1>();
-      pin(frag[0]);
-      mma_group<1, MPad, 0>(acc, frag[0], q, scale, chunk_act);
-      wgmma_wait<1>();
-      pin(frag[1]);
-      // Every MMA of the previous stage is complete (only this chunk's first group may run): its
-      // buffer goes back to the producer. Every consumer thread arrives, without a branch (see
-      // above): a second chunk arrives on the spare barrier.
-      mbar_arrive(c == 0 ? release : spare);
-      mma_group<1, MPad, 1>(acc, frag[1], q, scale, chunk_act);
-    }
-    release = &empty[slot];
-    slot = slot + 1 == p.stages ? 0 : slot + 1;
-    phase ^= slot == 0 ? 1u : 0u;
-  } while (++st < n_stages);
+      release = &empty[slot];
+      slot = slot + 1 == p.stages ? 0 : slot + 1;
+      phase ^= slot == 0 ? 1u : 0u;
+    } while (++st < n_stages);
   };
   if constexpr (KGroups == 1) {
     consume(std::integral_constant<int, 0>{});
