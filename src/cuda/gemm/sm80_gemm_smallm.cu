@@ -56,6 +56,7 @@
 #include "cuda/common/float_convert.cuh"
 #include "cuda/gemm/e2m1_bf16.cuh"
 #include "cuda/gemm/epilogue.cuh"
+#include "cuda/gemm/l2_policy.cuh"
 #include "cuda/gemm/launch.hpp"
 #include "fp4kit/formats.hpp"
 
@@ -952,15 +953,17 @@ __global__ void __launch_bounds__(RunShape<MT>::kThreads, RunShape<MT>::kMinBloc
     const int chunks = chunks_of(st);
     const int64_t k0 = int64_t{first_stage + st} * S::kStageK;
     if (weights) {
+      const uint64_t policy = l2_stream_policy();  // read once
       if (code_q < chunks * 4) {
         const int stage_offset = st * (S::kStageK / 2);  // < K / 2: 32-bit (K <= 2^30)
 #pragma unroll
         for (int j = 0; j < S::kCodePieces; ++j) {
-          cp_async16(base + code_dst + j * (kCodeRowStep * S::kCodePitch), code_src[j] + stage_offset);
+          cp_async16_policy(base + code_dst + j * (kCodeRowStep * S::kCodePitch), code_src[j] + stage_offset, policy);
         }
       }
       if (tid < S::kScaleThreads && scale_q < chunks / 2) {
-        cp_async16(base + S::kCodeBytes + scale_r * S::kScalePitch + scale_q * 16, scale_src + st * (S::kStageK / 16));
+        cp_async16_policy(base + S::kCodeBytes + scale_r * S::kScalePitch + scale_q * 16,
+                          scale_src + st * (S::kStageK / 16), policy);
       }
     }
     if (!act) return;

@@ -30,7 +30,7 @@ EncodeTiledFn tensor_map_encoder(const char* who) {
 }  // namespace
 
 CUtensorMap byte_map(const char* who, const void* base, int64_t rows, int64_t cols, int64_t stride, int box_rows,
-                     int box_cols, CUtensorMapSwizzle swizzle, const char* what) {
+                     int box_cols, CUtensorMapSwizzle swizzle, const char* what, CUtensorMapL2promotion promotion) {
   if (reinterpret_cast<uintptr_t>(base) % 16 != 0 || stride % 16 != 0) {
     detail::fail(ErrorCode::kUnsupported,
                  detail::cat(who, ": ", what, " must start on 16 bytes and have rows a multiple of 16 bytes apart; the row stride is ",
@@ -44,7 +44,7 @@ CUtensorMap byte_map(const char* who, const void* base, int64_t rows, int64_t co
   const cuuint32_t element_strides[2] = {1, 1};
   const CUresult r = tensor_map_encoder(who)(&map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<void*>(base), dims, strides,
                                              box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
-                                             CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+                                             promotion, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS) {
     detail::fail(ErrorCode::kCudaError, detail::cat(who, ": cuTensorMapEncodeTiled failed for ", what, " [", rows, ", ", cols,
                                                     "] (error ", static_cast<int>(r), ")"));
