@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -94,6 +95,7 @@ TEST(CliBench, GemmHelpNamesCeilingsMethodAndTargets) {
                             "twice the L2", "its own CUDA events",
                             "gemm_dequant_cublaslt", "NUMERICS 7 bound", "a mismatch exits 1", "sm90_gemm_nvfp4",
                             ">= 0.90x cuBLAS BF16 throughput", "M <= 64", ">= 2.5x faster than cuBLAS BF16",
+                            "W4A4 and W4A16 each",
                             "8192x8192x8192", "16384x4096x14336", "1x28672x8192", "64x28672x8192"}) {
     EXPECT_TRUE(contains(r.out, piece)) << piece;
   }
@@ -302,6 +304,20 @@ TEST(CliBench, GemmJsonOnGpu) {
     const Json& t = e["target"];
     for (const char* key : {"goal", "threshold", "value", "met", "by", "note"}) EXPECT_TRUE(t.contains(key)) << key;
     EXPECT_EQ(t["threshold"].get<double>(), si == 0 ? 0.90 : 2.5);
+    if (si == 1) {
+      // Decode: each mode's fastest correct line, and the verdict is the slower mode's.
+      double slower = -1;
+      for (const char* mode : {"w4a4", "w4a16"}) {
+        double best = -1;
+        for (const Json& x : e["fp4kit"]) {
+          if (x["mode"] == mode && x["ran"].get<bool>()) best = std::max(best, x["ratio_to_cublas_bf16"].get<double>());
+        }
+        ASSERT_GT(best, 0.0) << mode;
+        slower = slower < 0 ? best : std::min(slower, best);
+      }
+      EXPECT_EQ(t["value"].get<double>(), slower);
+      EXPECT_TRUE(contains(t["goal"].get<std::string>(), "w4a4 and w4a16 each")) << t["goal"];
+    }
     if (!t["value"].is_null()) {
       EXPECT_EQ(t["met"].get<bool>(), t["value"].get<double>() >= t["threshold"].get<double>());
     }

@@ -1355,16 +1355,28 @@ void run_gemm_bench(const GemmBenchArgs& args) {
     // The shape's target.
     GemmTargetVerdict& v = result.target;
     if (is_decode(sh)) {
-      v.goal = "fastest fp4kit GEMM >= " + fixed(kDecodeTarget, 1) + "x faster than cuBLAS bf16";
+      // W4A4 and W4A16 each: per mode its fastest correct GEMM, and the verdict is the slower mode's.
+      v.goal = "fastest fp4kit GEMM >= " + fixed(kDecodeTarget, 1) + "x faster than cuBLAS bf16, w4a4 and w4a16 each";
       v.threshold = kDecodeTarget;
-      for (const GemmLine& l : result.lines) {
-        if (!l.ran || l.mismatch || l.is_ceiling() || l.path == "selected") continue;
-        if (l.vs_bf16 > v.value) {
-          v.value = l.vs_bf16;
-          v.by = l.mode + " " + l.kernel;
+      bool first = true;
+      for (const GemmMode mode : {GemmMode::kW4A4, GemmMode::kW4A16}) {
+        const GemmLine* best = nullptr;
+        for (const GemmLine& l : result.lines) {
+          if (!l.ran || l.mismatch || l.mode != gemm_mode_name(mode) || l.path == "selected") continue;
+          if (best == nullptr || l.vs_bf16 > best->vs_bf16) best = &l;
         }
+        if (best == nullptr) {
+          v.value = 0;
+          v.by.clear();
+          v.note = std::string("no ") + gemm_mode_name(mode) + " fp4kit GEMM ran with a correct result";
+          break;
+        }
+        if (first || best->vs_bf16 < v.value) {
+          v.value = best->vs_bf16;
+          v.by = best->mode + " " + best->kernel;
+        }
+        first = false;
       }
-      if (v.by.empty()) v.note = "no fp4kit GEMM ran with a correct result";
     } else {
       v.goal = std::string(kFusedGemmVariant) + " w4a4 >= " + fixed(kTrainingTarget, 2) + "x cuBLAS bf16 throughput";
       v.threshold = kTrainingTarget;
@@ -1619,7 +1631,8 @@ void add_bench_command(CLI::App& app) {
       "'s within the NUMERICS 7 bound (the sum of both backends' bounds); a mismatch exits 1. Targets: training shapes, " +
       kFusedGemmVariant + " W4A4 at >= " + fixed(kTrainingTarget, 2) + "x cuBLAS BF16 throughput; decode (M <= " +
       std::to_string(kDecodeMaxM) + "), the fastest fp4kit GEMM >= " + fixed(kDecodeTarget, 1) +
-      "x faster than cuBLAS BF16. A missed target does not change the exit status.");
+      "x faster than cuBLAS BF16, W4A4 and W4A16 each (the slower mode's speedup is the verdict). A missed "
+      "target does not change the exit status.");
   gemm_cmd->add_flag("--json", gemm_args->json, "Print one JSON object instead of the tables");
   gemm_cmd->add_option("--iters", gemm_args->iters, "Timed runs per measurement, at most (median and min reported)")
       ->capture_default_str()
