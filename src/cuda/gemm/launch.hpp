@@ -148,12 +148,13 @@ constexpr int kSm90SmallMMaxStages = 8;
 constexpr int kSm90SmallMMaxSplits = 8;
 // A stage: `rows` weight rows' codes and scales, then the activations' block values
 // [k_stage / 8][m_pad][8] BF16. The ring follows 128 bytes of alignment slack and precedes the
-// mbarriers (full and empty per stage, a spare, a pad) and the scale table.
+// mbarriers (full and empty per stage, a spare, a pad), the scale table and the activation rows'
+// alpha (64 floats).
 constexpr int64_t sm90_smallm_stage_bytes(int64_t rows, int64_t m_pad) {
   return rows * (kSm90SmallMStageK / 2 + kSm90SmallMStageK / 16) + m_pad * kSm90SmallMStageK * 2;
 }
 constexpr int64_t sm90_smallm_smem_bytes(int64_t rows, int64_t m_pad, int64_t stages) {
-  return 128 + stages * sm90_smallm_stage_bytes(rows, m_pad) + (2 * kSm90SmallMMaxStages + 2) * 8 + 256 * 4;
+  return 128 + stages * sm90_smallm_stage_bytes(rows, m_pad) + (2 * kSm90SmallMMaxStages + 2) * 8 + 256 * 4 + 64 * 4;
 }
 struct Sm90SmallMPlan {
   int rows = 0;              // weight rows per CTA: 256, or 128 with each stage's chunks split between warpgroups

@@ -213,6 +213,8 @@ __global__ void __launch_bounds__(kSm90SmallMThreads, 1)
   uint64_t* empty = full + kSm90SmallMMaxStages;
   uint64_t* spare = empty + kSm90SmallMMaxStages;  // stage 0's release: a barrier nobody waits on
   uint32_t* scale_table = reinterpret_cast<uint32_t*>(spare + 2);  // 16-byte aligned
+  float* row_alpha = reinterpret_cast<float*>(scale_table + 256);  // alpha(m) of each activation row
+  static_assert(MPad <= 64, "sm90_smallm_smem_bytes holds 64 rows' alpha");
   const int tid = static_cast<int>(threadIdx.x), wg = tid / 128;
   const int split = static_cast<int>(blockIdx.x), splits = static_cast<int>(gridDim.x);
   const int row0 = static_cast<int>(blockIdx.y) * kRows;
@@ -287,6 +289,12 @@ __global__ void __launch_bounds__(kSm90SmallMThreads, 1)
   const int kg = cw / G::kRowGroups;
   const int my_row = (cw % G::kRowGroups) * 64 + warp * 16 + g;  // half h: + 8 h
   const uint32_t table = smem_u32(scale_table);
+  // alpha(m) of every activation row (gemm_row_alpha: global loads and a division) while the first
+  // stage is on its way; the epilogue reads it after the barriers below. A's and B's amaxes come from
+  // work that finished before the prepare kernel started, so this needs no griddepcontrol.wait.
+  // NOTE: computed after the main loop it was a global round trip on every CTA's tail (globaltimer
+  // per CTA at 16x8192x8192: the loop ends ~21 us after the start, the last CTA's exit ~4.4 us later).
+  if (tid - 128 < p.m) row_alpha[tid - 128] = gemm_row_alpha(p.a, gemm_b_factor(p.amax_b), p.e.alpha, tid - 128);
   float acc[1][MPad / 2];
 #pragma unroll
   for (int i = 0; i < MPad / 2; ++i) acc[0][i] = 0.0f;
@@ -368,13 +376,6 @@ __global__ void __launch_bounds__(kSm90SmallMThreads, 1)
   // stores them to global memory and takes a ticket; the last of the row block to arrive adds the
   // splits' sums in split order (deterministic) and writes D.
   const int ctid = tid - 128, total = p.m * kRows;
-  // alpha(m) of every activation row, once (gemm_row_alpha divides), over the scale table that the
-  // decode no longer reads (the barrier above: every consumer is past its last stage).
-  static_assert(MPad <= 256, "a row's alpha per scale-table entry");
-  float* row_alpha = reinterpret_cast<float*>(scale_table);
-  const float fb = gemm_b_factor(p.amax_b);
-  if (ctid < p.m) row_alpha[ctid] = gemm_row_alpha(p.a, fb, p.e.alpha, ctid);
-  consumer_barrier();
   const bool scale_only = gemm_epilogue_is_scale_only(p.e);
   const auto own_sum = [&](int i) {  // element i = m * kRows + n of this CTA's sums
     const float* at = part + (i / kRows) * kPartPitch + i % kRows;
